@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: ISC */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/config.h"
+#include "secmem.h"
+
+/* The OAuth 2.0 client: the client-credentials grant (RFC 6749 §4.4) with
+ * client_secret_basic or client_secret_post (§2.3.1), one authentication method per request.
+ * libcurl with TLS verification always on; redirects never followed; response capped at
+ * OAUTH_RESPONSE_MAX bytes. */
+
+#define OAUTH_RESPONSE_MAX (64 * 1024)
+#define OAUTH_TOKEN_MAX (16 * 1024)       /* longest access_token accepted, bytes */
+#define OAUTH_ERROR_CODE_MAX 64           /* longest §5.2 error code passed on */
+
+enum oauth_outcome {
+        OAUTH_OK = 0,
+        OAUTH_IDP_ERROR,   /* the token endpoint answered a §5.2 error; error_code is set */
+        OAUTH_BAD_RESPONSE,/* not a usable §5.1 answer: HTML, bad JSON, 3xx, 5xx, wrong token_type, … */
+        OAUTH_UNREACHABLE, /* DNS, connection refused, TLS failure */
+        OAUTH_TIMEOUT,     /* connect or total timeout, or too slow */
+        OAUTH_LOCAL_ERROR, /* out of memory, secret too long, … */
+};
+
+struct oauth_result {
+        enum oauth_outcome outcome;
+        long http_status;                 /* 0 when no answer was received */
+        /* OAUTH_OK: */
+        char *access_token;               /* malloc()ed; wipe with free_wiped() */
+        uint32_t expires_in;              /* s, after the rules of oauth_parse_token_response() */
+        char *scope;                      /* granted scope from the response, or NULL when absent */
+        /* OAUTH_IDP_ERROR: the §5.2 "error" value, only %x20-21/%x23-5B/%x5D-7E, capped */
+        char error_code[OAUTH_ERROR_CODE_MAX + 1];
+        /* everything but OAUTH_OK: a short English description safe to show the caller
+         * (never the raw body, a secret or a token) */
+        char description[160];
+};
+
+/* Releases what R holds (wiping the access token) and zeroes it.  Accepts NULL. */
+void oauth_result_clear(struct oauth_result *r);
+
+struct oauth_request {
+        const char *token_url;
+        enum client_auth client_auth;
+        const char *client_id;
+        const struct secbuf *client_secret;
+        const char *scope;                /* may be NULL */
+        const char *ca_file;              /* may be NULL: libcurl's default bundle */
+        bool allow_insecure_loopback;     /* permit http:// to 127.0.0.0/8 or ::1 */
+        uint32_t connect_timeout;         /* s */
+        uint32_t timeout;                 /* s, whole transfer */
+        uint32_t default_ttl;             /* s, when expires_in is absent */
+        uint32_t max_ttl;                 /* s, clamp */
+};
+
+/* Appends S (LEN bytes) to OUT encoded as application/x-www-form-urlencoded per RFC 6749
+ * Appendix B / HTML5: ASCII alphanumerics and "*-._" kept, space → "+", every other byte
+ * → "%XX" (upper-case hex).  Returns 0 or -EMSGSIZE when OUT is too small. */
+int oauth_form_urlencode(const void *s, size_t len, struct secbuf *out);
+
+/* Builds the value of the Authorization header for client_secret_basic (RFC 6749 §2.3.1):
+ * "Basic " + Base64(urlencode(CLIENT_ID) ":" urlencode(SECRET)), with OpenSSL's Base64,
+ * into a new secbuf stored in *RET.  Returns 0, -EMSGSIZE or -ENOMEM. */
+int oauth_basic_authorization(const char *client_id, const struct secbuf *secret, struct secbuf **ret);
+
+/* Builds the application/x-www-form-urlencoded body of the token request into a new secbuf:
+ * "grant_type=client_credentials" [+ "&scope=…"] and, for CLIENT_AUTH_POST,
+ * "&client_id=…&client_secret=…".  Returns 0, -EMSGSIZE or -ENOMEM. */
+int oauth_token_request_body(const struct oauth_request *req, struct secbuf **ret);
+
+/* Parses a token endpoint answer (HTTP status HTTP_STATUS, Content-Type CONTENT_TYPE which
+ * may be NULL, BODY of LEN bytes) per RFC 6749 §5.1/§5.2 into *RET (cleared first).
+ * Rules (documented in the README):
+ *  - 200 with a JSON object: access_token a non-empty string ≤ OAUTH_TOKEN_MAX of
+ *    visible ASCII; token_type "Bearer" compared case-insensitively, anything else or missing
+ *    → OAUTH_BAD_RESPONSE; expires_in a JSON integer, a finite JSON number (truncated), or a
+ *    string of 1–20 digits; absent or null → DEFAULT_TTL; zero or negative → OAUTH_BAD_RESPONSE;
+ *    larger than MAX_TTL (including values that overflow) → MAX_TTL; scope a string if present.
+ *  - 400/401 (any 4xx) with a JSON object holding a string "error" → OAUTH_IDP_ERROR with
+ *    that code (sanitised);
+ *  - anything else (HTML, truncated JSON, 3xx, 5xx, 2xx other than 200) → OAUTH_BAD_RESPONSE.
+ * Returns 0 when *RET was filled (whatever the outcome), -ENOMEM otherwise.
+ * Pure: no I/O, no logging; takes untrusted bytes (fuzzed). */
+int oauth_parse_token_response(long http_status, const char *content_type, const uint8_t *body, size_t len,
+                               uint32_t default_ttl, uint32_t max_ttl, struct oauth_result *ret);
+
+/* Runs one token request with libcurl (blocking; call from a worker thread).  The Basic
+ * header and the body live in locked secbufs and are wiped when the transfer ends; no
+ * libcurl option that copies the secret into libcurl's heap is used.  ABORT, if not NULL,
+ * is polled during the transfer: when it becomes non-zero the transfer stops with
+ * OAUTH_TIMEOUT.  Fills *RET (cleared first).  Returns 0 when *RET holds an outcome,
+ * -ENOMEM otherwise.  Needs oauth_global_init() once per process. */
+int oauth_fetch(const struct oauth_request *req, const volatile int *abort, struct oauth_result *ret);
+
+/* curl_global_init(CURL_GLOBAL_DEFAULT).  Returns 0 or -EIO. */
+int oauth_global_init(void);
+void oauth_global_cleanup(void);
