@@ -1,0 +1,569 @@
+// Test OAuth 2.0 server for credagent's integration tests.
+//
+// A real authorization server (the oidc-provider package, client-credentials grant) behind
+// node's HTTPS server, plus test-only endpoints:
+//   GET  /_test/stats       counts of requests to the real token endpoint and to the fault endpoints
+//   POST /_test/reset       clears those counts (not the delay)
+//   POST /_test/delay       {"ms": N}: every real token endpoint answer waits N ms (0 clears)
+//   GET  /_test/introspect  ?token=T: looks T up in the provider's own token store
+//   *    /fault/KIND/token  token endpoints that misbehave on purpose (see README.md)
+//
+// Usage: node server.js --config FILE.json
+// FILE.json: {"port": 0, "host": "127.0.0.1", "cert": PEM path, "key": PEM path,
+//             "clients": [{"client_id", "client_secret", "token_endpoint_auth_method", "scope"}],
+//             "ready_file": path, "token_ttl": seconds (optional, default 300)}
+//
+// Logs one line per request to stdout, never a header value, a body or a query string (those
+// may carry client secrets and access tokens).
+//
+// ESM that node 18 and 20 both run; oidc-provider is pinned to an exact 8.x version, and the
+// deep import of its client_credentials grant handler relies on that pin.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import https from 'node:https';
+import path from 'node:path';
+import process from 'node:process';
+
+import Provider, { errors } from 'oidc-provider';
+import {
+  handler as clientCredentialsHandler,
+  parameters as clientCredentialsParameters,
+} from 'oidc-provider/lib/actions/grants/client_credentials.js';
+
+const MAX_RECORDED_REQUESTS = 200;
+const MAX_TEST_BODY = 64 * 1024;
+const BIGBODY_SIZE = 1024 * 1024;
+const FAULT_KINDS = new Set(['html', '500', '503', 'redirect', 'hang', 'slow', 'json', 'bigbody']);
+
+function die(msg) {
+  process.stderr.write(`idp: ${msg}\n`);
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  let configPath;
+  for (let i = 0; i < argv.length; i += 1) {
+    if (argv[i] === '--config' && i + 1 < argv.length) {
+      configPath = argv[i + 1];
+      i += 1;
+    } else if (argv[i].startsWith('--config=')) {
+      configPath = argv[i].slice('--config='.length);
+    } else {
+      die(`unknown argument ${JSON.stringify(argv[i])}; usage: node server.js --config FILE.json`);
+    }
+  }
+  if (!configPath) {
+    die('usage: node server.js --config FILE.json');
+  }
+  return configPath;
+}
+
+function loadConfig(configPath) {
+  let cfg;
+  try {
+    cfg = JSON.parse(fs.readFileSync(configPath, 'utf8'));
+  } catch (err) {
+    die(`cannot read config ${configPath}: ${err.message}`);
+  }
+  const port = cfg.port ?? 0;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    die('config: port must be an integer 0..65535');
+  }
+  for (const k of ['cert', 'key', 'ready_file']) {
+    if (typeof cfg[k] !== 'string' || cfg[k] === '') {
+      die(`config: ${k} must be a non-empty string`);
+    }
+  }
+  if (!Array.isArray(cfg.clients) || cfg.clients.length === 0) {
+    die('config: clients must be a non-empty array');
+  }
+  const seen = new Set();
+  for (const c of cfg.clients) {
+    if (typeof c.client_id !== 'string' || c.client_id === '' || seen.has(c.client_id)) {
+      die('config: every client needs a unique non-empty client_id');
+    }
+    seen.add(c.client_id);
+    if (typeof c.client_secret !== 'string' || c.client_secret === '') {
+      die(`config: client ${JSON.stringify(c.client_id)} needs a client_secret`);
+    }
+    const m = c.token_endpoint_auth_method ?? 'client_secret_basic';
+    if (m !== 'client_secret_basic' && m !== 'client_secret_post') {
+      die(`config: client ${JSON.stringify(c.client_id)}: token_endpoint_auth_method must be client_secret_basic or client_secret_post`);
+    }
+    if (c.scope !== undefined && typeof c.scope !== 'string') {
+      die(`config: client ${JSON.stringify(c.client_id)}: scope must be a space-separated string`);
+    }
+  }
+  const ttl = cfg.token_ttl ?? 300;
+  if (!Number.isInteger(ttl) || ttl < 1) {
+    die('config: token_ttl must be a positive integer (seconds)');
+  }
+  return {
+    port,
+    host: cfg.host ?? '127.0.0.1',
+    cert: cfg.cert,
+    key: cfg.key,
+    clients: cfg.clients,
+    readyFile: cfg.ready_file,
+    tokenTtl: ttl,
+  };
+}
+
+function log(fields) {
+  const parts = [new Date().toISOString()];
+  for (const [k, v] of Object.entries(fields)) {
+    if (v !== undefined && v !== null) {
+      parts.push(`${k}=${typeof v === 'string' ? JSON.stringify(v) : v}`);
+    }
+  }
+  process.stdout.write(`${parts.join(' ')}\n`);
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => { setTimeout(resolve, ms); });
+}
+
+// Form-urlencoded decoding (RFC 6749 §2.3.1 / Appendix B); null when malformed.
+function formDecode(s) {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, '%20'));
+  } catch {
+    return null;
+  }
+}
+
+// What the Authorization header says, without keeping the secret.
+function basicClientId(header) {
+  const parts = header.split(' ');
+  if (parts.length !== 2 || parts[0].toLowerCase() !== 'basic') {
+    return { scheme: 'other', clientId: null };
+  }
+  const decoded = Buffer.from(parts[1], 'base64').toString('utf8');
+  const i = decoded.indexOf(':');
+  if (i === -1) {
+    return { scheme: 'basic', clientId: null };
+  }
+  return { scheme: 'basic', clientId: formDecode(decoded.slice(0, i)) };
+}
+
+function readBody(req, limit) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    req.on('data', (c) => {
+      size += c.length;
+      if (size <= limit) {
+        chunks.push(c);
+      }
+    });
+    req.on('end', () => {
+      if (size > limit) {
+        reject(new Error('body too large'));
+      } else {
+        resolve(Buffer.concat(chunks));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+function sendJson(res, status, obj, extraHeaders = {}) {
+  const body = Buffer.from(JSON.stringify(obj));
+  res.writeHead(status, {
+    'Content-Type': 'application/json',
+    'Content-Length': body.length,
+    'Cache-Control': 'no-store',
+    ...extraHeaders,
+  });
+  res.end(body);
+}
+
+function sendText(res, status, type, text, extraHeaders = {}) {
+  const body = Buffer.from(text);
+  res.writeHead(status, { 'Content-Type': type, 'Content-Length': body.length, ...extraHeaders });
+  res.end(body);
+}
+
+function writeReadyFile(file, obj) {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  fs.writeFileSync(tmp, `${JSON.stringify(obj)}\n`, { mode: 0o644 });
+  fs.renameSync(tmp, file);
+}
+
+const configPath = parseArgs(process.argv.slice(2));
+const cfg = loadConfig(configPath);
+
+let tlsOptions;
+try {
+  tlsOptions = { cert: fs.readFileSync(cfg.cert), key: fs.readFileSync(cfg.key) };
+} catch (err) {
+  die(`cannot read cert/key: ${err.message}`);
+}
+
+// ---------------------------------------------------------------- state for /_test
+
+const stats = {
+  tokenRequests: 0,
+  byClient: new Map(),
+  byAuth: { basic: 0, post: 0, both: 0, none: 0, other: 0 },
+  requests: [],
+  faults: new Map(),
+};
+let tokenDelayMs = 0;
+let slowCounter = 0;
+
+function resetStats() {
+  stats.tokenRequests = 0;
+  stats.byClient.clear();
+  for (const k of Object.keys(stats.byAuth)) {
+    stats.byAuth[k] = 0;
+  }
+  stats.requests = [];
+  stats.faults.clear();
+}
+
+function statsJson() {
+  return {
+    token_requests: stats.tokenRequests,
+    by_client: Object.fromEntries(stats.byClient),
+    by_auth: { ...stats.byAuth },
+    both_auth_errors: stats.byAuth.both,
+    requests: stats.requests,
+    fault_requests: Object.fromEntries(stats.faults),
+    delay_ms: tokenDelayMs,
+  };
+}
+
+function recordTokenRequest(entry) {
+  stats.tokenRequests += 1;
+  const key = entry.client_id ?? '';
+  stats.byClient.set(key, (stats.byClient.get(key) ?? 0) + 1);
+  stats.byAuth[entry.auth] += 1;
+  stats.requests.push(entry);
+  if (stats.requests.length > MAX_RECORDED_REQUESTS) {
+    stats.requests.splice(0, stats.requests.length - MAX_RECORDED_REQUESTS);
+  }
+}
+
+// ---------------------------------------------------------------- HTTPS server
+
+const sockets = new Set();
+const hanging = new Set();
+let providerCallback = null;
+let tokenEndpoint = null;
+
+const server = https.createServer(tlsOptions);
+server.on('secureConnection', (sock) => {
+  sockets.add(sock);
+  sock.on('close', () => { sockets.delete(sock); });
+});
+server.on('tlsClientError', () => { /* a client that gave up on the handshake: nothing to do */ });
+
+async function handleTest(req, res, url) {
+  const route = `${req.method} ${url.pathname}`;
+  if (route === 'GET /_test/stats') {
+    sendJson(res, 200, statsJson());
+  } else if (route === 'POST /_test/reset') {
+    await readBody(req, MAX_TEST_BODY);
+    resetStats();
+    sendJson(res, 200, { ok: true });
+  } else if (route === 'POST /_test/delay') {
+    let ms;
+    try {
+      ({ ms } = JSON.parse((await readBody(req, MAX_TEST_BODY)).toString('utf8')));
+    } catch {
+      ms = undefined;
+    }
+    if (!Number.isInteger(ms) || ms < 0) {
+      sendJson(res, 400, { error: 'body must be {"ms": non-negative integer}' });
+      return;
+    }
+    tokenDelayMs = ms;
+    sendJson(res, 200, { ok: true, delay_ms: ms });
+  } else if (route === 'GET /_test/introspect') {
+    const token = url.searchParams.get('token');
+    if (!token) {
+      sendJson(res, 400, { error: 'token query parameter required' });
+      return;
+    }
+    // eslint-disable-next-line no-use-before-define
+    const found = await provider.ClientCredentials.find(token);
+    if (!found || found.isExpired) {
+      sendJson(res, 200, { active: false });
+      return;
+    }
+    sendJson(res, 200, {
+      active: true,
+      client_id: found.clientId,
+      scope: found.scope ?? '',
+      exp: found.exp,
+      iat: found.iat,
+      token_type: found.tokenType,
+    });
+  } else {
+    sendJson(res, 404, { error: 'no such test endpoint' });
+  }
+}
+
+async function handleFault(req, res, url, kind) {
+  stats.faults.set(kind, (stats.faults.get(kind) ?? 0) + 1);
+  // Take the whole request first, as a real server would, so that the client never sees a reset
+  // while it is still sending.
+  try {
+    await readBody(req, MAX_TEST_BODY);
+  } catch {
+    sendText(res, 413, 'text/plain', 'request body too large\n');
+    return;
+  }
+  switch (kind) {
+    case 'html':
+      sendText(res, 200, 'text/html; charset=utf-8',
+        '<html><head><title>Sign in</title></head><body><p>Please sign in.</p></body></html>\n');
+      break;
+    case '500':
+      sendText(res, 500, 'text/plain', 'Internal Server Error\n');
+      break;
+    case '503':
+      sendText(res, 503, 'text/plain', 'Service Unavailable\n', { 'Retry-After': '1' });
+      break;
+    case 'redirect':
+      res.writeHead(302, { Location: tokenEndpoint, 'Content-Length': 0 });
+      res.end();
+      break;
+    case 'hang':
+      // Never answer; the socket stays open until the client gives up or we exit.
+      hanging.add(res);
+      res.on('close', () => { hanging.delete(res); });
+      break;
+    case 'slow': {
+      const ms = Number.parseInt(url.searchParams.get('ms') ?? '0', 10);
+      if (!Number.isInteger(ms) || ms < 0) {
+        sendJson(res, 400, { error: 'ms must be a non-negative integer' });
+        return;
+      }
+      slowCounter += 1;
+      const n = slowCounter;
+      await sleep(ms);
+      if (!res.destroyed) {
+        sendJson(res, 200, { access_token: `fault-slow-${n}`, token_type: 'Bearer', expires_in: 300 });
+      }
+      break;
+    }
+    case 'json': {
+      const body = url.searchParams.get('body') ?? '';
+      const status = Number.parseInt(url.searchParams.get('status') ?? '200', 10);
+      if (!Number.isInteger(status) || status < 100 || status > 599) {
+        sendJson(res, 400, { error: 'status must be 100..599' });
+        return;
+      }
+      sendText(res, status, 'application/json', body, { 'Cache-Control': 'no-store' });
+      break;
+    }
+    case 'bigbody': {
+      const head = '{"access_token":"';
+      const tail = '","token_type":"Bearer","expires_in":300}';
+      const body = head + 'A'.repeat(BIGBODY_SIZE - head.length - tail.length) + tail;
+      sendText(res, 200, 'application/json', body);
+      break;
+    }
+    default:
+      throw new Error(`unhandled fault kind ${kind}`);
+  }
+}
+
+server.on('request', (req, res) => {
+  const started = Date.now();
+  const url = new URL(req.url, 'https://127.0.0.1');
+  res.on('finish', () => {
+    log({
+      method: req.method,
+      path: url.pathname,
+      status: res.statusCode,
+      ms: Date.now() - started,
+      client_id: res.locals?.clientId,
+      auth: res.locals?.auth,
+    });
+  });
+  res.on('close', () => {
+    if (!res.writableFinished) {
+      log({ method: req.method, path: url.pathname, status: 'none', note: 'connection closed before an answer' });
+    }
+  });
+  res.locals = {};
+
+  const fault = /^\/fault\/([^/]+)\/token$/.exec(url.pathname);
+  let work;
+  if (url.pathname.startsWith('/_test/')) {
+    work = handleTest(req, res, url);
+  } else if (fault && FAULT_KINDS.has(fault[1])) {
+    work = handleFault(req, res, url, fault[1]);
+  } else if (providerCallback) {
+    providerCallback(req, res);
+    return;
+  } else {
+    sendText(res, 503, 'text/plain', 'starting\n');
+    return;
+  }
+  work.catch((err) => {
+    log({ method: req.method, path: url.pathname, error: err.message });
+    if (!res.headersSent) {
+      sendJson(res, 500, { error: 'test endpoint failed' });
+    } else {
+      res.destroy();
+    }
+  });
+});
+
+// Listen first: with port 0 the issuer (which names the port) is known only afterwards.
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(cfg.port, cfg.host, () => {
+    server.off('error', reject);
+    resolve();
+  });
+});
+const { port } = server.address();
+const hostForUrl = cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host;
+const issuer = `https://${hostForUrl}:${port}`;
+
+// ---------------------------------------------------------------- the provider
+
+const scopes = new Set();
+for (const c of cfg.clients) {
+  for (const s of (c.scope ?? '').split(' ')) {
+    if (s) {
+      scopes.add(s);
+    }
+  }
+}
+
+// Fresh signing key per run: the provider wants one even though client credentials tokens
+// here are opaque.
+const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const jwk = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256', kid: 'test-idp' };
+
+const provider = new Provider(issuer, {
+  clients: cfg.clients.map((c) => ({
+    client_id: c.client_id,
+    client_secret: c.client_secret,
+    token_endpoint_auth_method: c.token_endpoint_auth_method ?? 'client_secret_basic',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    scope: c.scope ?? '',
+  })),
+  scopes: [...scopes],
+  claims: { openid: ['sub'] },
+  jwks: { keys: [jwk] },
+  cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+  },
+  ttl: { ClientCredentials: cfg.tokenTtl },
+  findAccount: () => undefined,
+  renderError(ctx, out) {
+    ctx.type = 'application/json';
+    ctx.body = out;
+  },
+});
+
+// oidc-provider 8 checks a requested scope against the client's registration only when the
+// scope is one that the server knows; an unknown scope would be granted. A real server refuses
+// both, so this wraps the provider's own handler (after client authentication) with that check.
+provider.registerGrantType('client_credentials', async (ctx, next) => {
+  const allowed = new Set((ctx.oidc.client.scope ?? '').split(' ').filter(Boolean));
+  const requested = (ctx.oidc.params.scope ?? '').split(' ').filter(Boolean);
+  for (const s of requested) {
+    if (!allowed.has(s)) {
+      throw new errors.InvalidScope('requested scope is not allowed', s);
+    }
+  }
+  return clientCredentialsHandler(ctx, next);
+}, clientCredentialsParameters);
+
+provider.on('server_error', (ctx, err) => {
+  log({ event: 'server_error', path: ctx.path, error: `${err.name}: ${err.message}` });
+});
+
+const tokenPath = new URL(provider.urlFor('token')).pathname;
+tokenEndpoint = `${issuer}${tokenPath}`;
+
+// Counts and delays the real token endpoint. Runs before the provider's routes; what it reads
+// about the body (client_id, whether a client_secret was there, grant_type, scope) comes from
+// the provider's own parse, available once the route has run.
+provider.use(async (ctx, next) => {
+  if (ctx.path !== tokenPath) {
+    await next();
+    return;
+  }
+  const header = ctx.get('authorization');
+  await next();
+  const body = (ctx.oidc && ctx.oidc.body) || {};
+  const fromHeader = header ? basicClientId(header) : null;
+  const bodySecret = typeof body.client_secret === 'string';
+  let auth;
+  if (fromHeader && bodySecret) {
+    auth = 'both';
+  } else if (fromHeader) {
+    auth = fromHeader.scheme;
+  } else if (bodySecret) {
+    auth = 'post';
+  } else {
+    auth = 'none';
+  }
+  const clientId = fromHeader?.clientId ?? (typeof body.client_id === 'string' ? body.client_id : null);
+  const entry = {
+    method: ctx.method,
+    path: ctx.path,
+    client_id: clientId,
+    auth,
+    both: auth === 'both',
+    grant_type: typeof body.grant_type === 'string' ? body.grant_type : null,
+    scope: typeof body.scope === 'string' ? body.scope : null,
+    content_type: ctx.get('content-type') || null,
+    status: ctx.status,
+    error: (ctx.body && typeof ctx.body === 'object' && !Buffer.isBuffer(ctx.body)) ? (ctx.body.error ?? null) : null,
+  };
+  recordTokenRequest(entry);
+  ctx.res.locals.clientId = clientId ?? undefined;
+  ctx.res.locals.auth = auth;
+  if (tokenDelayMs > 0) {
+    await sleep(tokenDelayMs);
+  }
+});
+
+providerCallback = provider.callback();
+
+writeReadyFile(cfg.readyFile, {
+  port, token_endpoint: tokenEndpoint, issuer, pid: process.pid,
+});
+log({ event: 'listening', issuer, token_endpoint: tokenEndpoint, clients: cfg.clients.length });
+
+// ---------------------------------------------------------------- shutdown
+
+let stopping = false;
+function shutdown(signal) {
+  if (stopping) {
+    return;
+  }
+  stopping = true;
+  log({ event: 'stopping', signal });
+  for (const res of hanging) {
+    res.destroy();
+  }
+  server.close(() => {
+    log({ event: 'stopped' });
+    process.exit(0);
+  });
+  for (const sock of sockets) {
+    sock.destroy();
+  }
+  // Pending timers (delays, slow answers) must not keep the process alive.
+  setTimeout(() => { process.exit(0); }, 2000).unref();
+}
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
