@@ -76,6 +76,14 @@ int hsm_list_secrets(struct hsm *h, char ***ret_labels);
 /* Destroys the CKO_DATA object(s) with label LABEL written by credctl.  -ENOENT if none. */
 int hsm_remove_secret(struct hsm *h, const char *label);
 
+/* Returns a copy (malloc()ed, caller frees) of the message about why the last call on H
+ * failed, naming what went wrong (the PIN file, the label, the CKR_ name, …; never a PIN
+ * or a secret), or NULL if the last call succeeded, H is NULL, or memory ran out.
+ * Meant for the caller that made that call; with threads sharing H, another thread's
+ * call may have replaced it.  (Added after the first contract: the login happens lazily
+ * inside the calls above, so their failures need words as hsm_open()'s do.) */
+char *hsm_last_error(struct hsm *h);
+
 /* Maps a CK_RV to a negative errno as listed above.  CKR_OK → 0. */
 int hsm_errno_from_ckr(unsigned long rv);
 
