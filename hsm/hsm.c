@@ -247,9 +247,9 @@ static int hsm_run(struct hsm *h, hsm_op op, void *userdata) {
         }
 }
 
-/* Finds up to MAX objects matching TEMPLATE; stores a malloc()ed array in *RET and the
- * count in *RET_N. */
-static int find_objects(struct hsm *h, CK_ATTRIBUTE *template, CK_ULONG n_template, CK_ULONG max,
+/* Finds objects matching TEMPLATE, collecting at most LIMIT of them (the search stops
+ * there); stores a malloc()ed array in *RET and the count in *RET_N. */
+static int find_objects(struct hsm *h, CK_ATTRIBUTE *template, CK_ULONG n_template, CK_ULONG limit,
                         CK_OBJECT_HANDLE **ret, CK_ULONG *ret_n) {
         _cleanup_free_ CK_OBJECT_HANDLE *objs = NULL;
         CK_ULONG n = 0, cap = 0;
@@ -260,20 +260,15 @@ static int find_objects(struct hsm *h, CK_ATTRIBUTE *template, CK_ULONG n_templa
         if (rv != CKR_OK)
                 return ck_fail(h, "C_FindObjectsInit", rv);
 
-        for (;;) {
+        while (n < limit) {
                 CK_ULONG got = 0;
 
                 if (n == cap) {
                         CK_ULONG ncap = cap ? cap * 2 : 16;
                         CK_OBJECT_HANDLE *p;
 
-                        if (ncap > max + 1)
-                                ncap = max + 1;
-                        if (ncap <= n) {
-                                r = hsm_error_setf(&h->error, -EIO, "more than %lu matching objects on token \"%s\"",
-                                                   (unsigned long) max, h->token_label);
-                                break;
-                        }
+                        if (ncap > limit)
+                                ncap = limit;
                         p = reallocarray(objs, ncap, sizeof *objs);
                         if (!p) {
                                 r = -ENOMEM;
@@ -290,19 +285,33 @@ static int find_objects(struct hsm *h, CK_ATTRIBUTE *template, CK_ULONG n_templa
                 if (got == 0)
                         break;
                 n += got;
-                if (n > max) {
-                        r = hsm_error_setf(&h->error, -EIO, "more than %lu matching objects on token \"%s\"",
-                                           (unsigned long) max, h->token_label);
-                        break;
-                }
         }
 
+        /* Always end the search, or the session's next C_FindObjectsInit would fail. */
         rv_final = h->module->C_FindObjectsFinal(h->session);
         if (r < 0)
                 return r;
         if (rv_final != CKR_OK)
                 return ck_fail(h, "C_FindObjectsFinal", rv_final);
 
+        *ret = TAKE_PTR(objs);
+        *ret_n = n;
+        return 0;
+}
+
+/* find_objects() for every match, up to HSM_FIND_MAX. */
+static int find_all_objects(struct hsm *h, CK_ATTRIBUTE *template, CK_ULONG n_template,
+                            CK_OBJECT_HANDLE **ret, CK_ULONG *ret_n) {
+        _cleanup_free_ CK_OBJECT_HANDLE *objs = NULL;
+        CK_ULONG n = 0;
+        int r;
+
+        r = find_objects(h, template, n_template, HSM_FIND_MAX + 1, &objs, &n);
+        if (r < 0)
+                return r;
+        if (n > HSM_FIND_MAX)
+                return hsm_error_setf(&h->error, -EIO, "more than %d matching objects on token \"%s\"",
+                                      HSM_FIND_MAX, h->token_label);
         *ret = TAKE_PTR(objs);
         *ret_n = n;
         return 0;
@@ -659,7 +668,7 @@ static int op_list(struct hsm *h, void *userdata) {
         CK_RV rv;
         int r;
 
-        r = find_objects(h, find, ELEMENTSOF(find), HSM_FIND_MAX, &objs, &n);
+        r = find_all_objects(h, find, ELEMENTSOF(find), &objs, &n);
         if (r < 0)
                 return r;
 
@@ -725,7 +734,7 @@ static int op_remove(struct hsm *h, void *userdata) {
         CK_RV rv;
         int r;
 
-        r = find_objects(h, find, ELEMENTSOF(find), HSM_FIND_MAX, &objs, &n);
+        r = find_all_objects(h, find, ELEMENTSOF(find), &objs, &n);
         if (r < 0)
                 return r;
         if (n == 0)

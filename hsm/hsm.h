@@ -16,11 +16,15 @@
  *   -ENOENT   module file, token or object not found
  *   -EACCES   the PIN was refused (CKR_PIN_INCORRECT, CKR_PIN_LOCKED, …).  Sticky: the
  *             struct hsm never tries that PIN again; every later call fails with -EACCES
- *             until it is closed and opened anew (a config reload).
+ *             until it is closed and opened anew (a config reload).  Also: a user PIN
+ *             that was never set (CKR_USER_PIN_NOT_INITIALIZED, sticky too), and a value
+ *             the token will not reveal (CKR_ATTRIBUTE_SENSITIVE, not sticky).
  *   -ENODEV   token absent or removed, session lost and could not be reopened
  *   -EEXIST   hsm_write_secret(): an object with that label already exists
  *   -EMSGSIZE a secret larger than HSM_SECRET_MAX
- *   -EIO      any other module failure (the CKR_ name is logged at debug level)
+ *   -ENOMEM   out of memory, including CKR_HOST_MEMORY
+ *   -EIO      any other module failure (the CKR_ name is logged at debug level and is in
+ *             hsm_last_error())
  */
 
 /* Largest client secret accepted, in bytes. */
@@ -33,7 +37,8 @@ struct hsm_params {
         const char *module;             /* path of the PKCS#11 module; may be NULL when token_uri
                                            carries module-path= */
         const char *const *module_dirs; /* NULL-terminated allow-list; realpath(module) must lie
-                                           directly in one of them (after realpath of each) */
+                                           directly in one of them (after realpath of each);
+                                           NULL means hsm_default_module_dirs */
         const char *token_uri;          /* RFC 7512 token URI, e.g. "pkcs11:token=credagent" */
         const char *pin_source;         /* "file:PATH" or "credential:NAME" ($CREDENTIALS_DIRECTORY/NAME) */
 };
@@ -48,7 +53,10 @@ struct hsm;
  * RET_ERROR is not NULL. */
 int hsm_open(const struct hsm_params *params, struct hsm **ret, char **ret_error);
 
-/* Logs out, closes the session, finalizes and releases the module.  Accepts NULL. */
+/* Closes the session, finalizes and releases the module.  Accepts NULL.  There is no
+ * explicit C_Logout: login state belongs to the whole process, so it would also log out
+ * any other struct hsm on the same token; PKCS#11 logs the token out when the process
+ * closes its last session with it. */
 void hsm_close(struct hsm *h);
 
 /* Reads the value of the CKO_DATA, CKA_PRIVATE=TRUE object named by OBJECT_URI
@@ -58,7 +66,10 @@ void hsm_close(struct hsm *h);
  * wiping it after C_Login) when needed; on session loss (CKR_SESSION_HANDLE_INVALID,
  * CKR_SESSION_CLOSED, CKR_TOKEN_NOT_PRESENT, CKR_DEVICE_REMOVED, CKR_USER_NOT_LOGGED_IN)
  * reopens and logs in again once within the same call.  An object that is not private is
- * refused with -EACCES (it would be stored in clear by SoftHSM2). */
+ * refused with -EACCES (it would be stored in clear by SoftHSM2).  More than one object
+ * matching the URI is -EINVAL (the URI does not name one object; add id=).  A logout by
+ * another user of the module in this process is noticed (C_GetSessionInfo) and answered
+ * with a new login. */
 int hsm_read_secret(struct hsm *h, const char *object_uri, struct secbuf **ret);
 
 /* Creates a CKO_DATA object with CKA_TOKEN=TRUE, CKA_PRIVATE=TRUE, CKA_MODIFIABLE=FALSE,
@@ -90,6 +101,9 @@ int hsm_errno_from_ckr(unsigned long rv);
 /* Returns the CKR_ name of RV, e.g. "CKR_PIN_INCORRECT", or "CKR_0x…" in a static buffer. */
 const char *hsm_ckr_name(unsigned long rv);
 
-/* The default module allow-list: the multiarch pkcs11 directory, /usr/lib/softhsm,
- * /usr/lib/pkcs11, /usr/local/lib/pkcs11, /usr/local/lib/softhsm (NULL-terminated, static). */
+/* The default module allow-list (NULL-terminated, static): the multiarch pkcs11 and
+ * softhsm directories (/usr/lib/x86_64-linux-gnu/{pkcs11,softhsm}, the tuple taken from
+ * the compiler at build time; Debian's /usr/lib/softhsm/libsofthsm2.so is a symlink into
+ * the latter), /usr/lib/softhsm, /usr/lib/pkcs11, /usr/lib64/pkcs11, /usr/lib64/softhsm,
+ * /usr/local/lib/pkcs11, /usr/local/lib/softhsm. */
 extern const char *const hsm_default_module_dirs[];
