@@ -45,10 +45,6 @@ struct hsm {
         char *error;                    /* message about the last failure, may be NULL */
 };
 
-static void uri_freep(P11KitUri **u) {
-        p11_kit_uri_free(*u);
-}
-
 /* Records a failed PKCS#11 call: remembers RV for the session-loss check, keeps a message,
  * and returns the errno for it. */
 static int ck_fail(struct hsm *h, const char *func, CK_RV rv) {

@@ -8,10 +8,6 @@
 #include "hsm/uri.h"
 #include "log.h"
 
-static void uri_freep(P11KitUri **u) {
-        p11_kit_uri_free(*u);
-}
-
 static bool name_may_hold_pin(const char *name, size_t n) {
         /* "pin-value", "pin-source", "pinfile", vendor spellings, and names written with
          * percent escapes, which p11-kit does not decode and so would not recognise. */

@@ -12,6 +12,10 @@
  * looked up in the p11-kit registry), and the only query attribute accepted is
  * module-path=. */
 
+static inline void uri_freep(P11KitUri **u) {
+        p11_kit_uri_free(*u);
+}
+
 /* Longest label accepted by uri_check_label(), in bytes. */
 #define HSM_LABEL_MAX 128
 
