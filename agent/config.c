@@ -102,7 +102,8 @@ struct error {
 struct pending_principal {
         struct config_principal *p;
         const struct section *s;
-        bool linkable;          /* names valid and sequence known: try to attach it */
+        bool names_ok;          /* CRED and NAME valid: look the credential up */
+        bool sequence_ok;       /* sequence known: attach it (checking uniqueness) */
 };
 
 struct loader {
@@ -1698,7 +1699,8 @@ static void load_principal(struct loader *l, const struct section *s) {
         l->principals[l->n_principals++] = (struct pending_principal) { .p = p, .s = s };
 
         sequence_ok = validate_principal(l, s, p);
-        l->principals[l->n_principals - 1].linkable = names_ok && sequence_ok;
+        l->principals[l->n_principals - 1].names_ok = names_ok;
+        l->principals[l->n_principals - 1].sequence_ok = sequence_ok;
 }
 
 static void load_section(struct loader *l, struct section *s) {
@@ -1766,7 +1768,7 @@ static void link_principals(struct loader *l) {
                 _cleanup_free_ char *cred_name = NULL;
                 bool dup = false;
 
-                if (!pp->linkable)
+                if (!pp->names_ok)
                         continue;
 
                 cred_name = strndup(p->full_name, strlen(p->full_name) - strlen(p->name) - 1);
@@ -1779,6 +1781,8 @@ static void link_principals(struct loader *l) {
                         section_error(l, pp->s, "there is no [credential %s]", Q(cred_name));
                         continue;
                 }
+                if (!pp->sequence_ok)
+                        continue;
 
                 for (size_t j = 0; j < cred->n_principals; j++)
                         if (cred->principals[j]->rule.sequence == p->rule.sequence) {

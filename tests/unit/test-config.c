@@ -818,6 +818,9 @@ static void test_principal_errors(void **state) {
                   "18446744073709551615\n" },
                 { P_HEAD "client_id = id\n" P_OK_SECRET "users = root\n",
                   F ":7: [principal C.P]: missing required key \"sequence\"\n" },
+                { AGENT "[principal X.P]\nclient_id = id\n" P_OK_SECRET "users = root\n",
+                  F ":5: [principal X.P]: missing required key \"sequence\"\n"
+                  F ":5: [principal X.P]: there is no [credential X]\n" },
                 { P_HEAD "sequence = 1\n" P_OK_SECRET "users = root\n",
                   F ":7: [principal C.P]: missing required key \"client_id\"\n" },
                 { P_HEAD "sequence = 1\nclient_id = a\tb\n" P_OK_SECRET "users = root\n",
@@ -970,8 +973,8 @@ static void test_secret_never_echoed(void **state) {
                 AGENT "client_secret = SuperSecretValue42\n",
                 AGENT "[credential C]\ntoken_url = https://id:SuperSecretValue42@idp.example.com/token\n",
                 "[agent]\nmodule = /m.so\ntoken = pkcs11:token=x?pin-value=SuperSecretValue42\npin_source = file:/p\n",
-                "[agent]\nmodule = /m.so\ntoken = pkcs11:token=x;pin-value=SuperSecretValue42;foo=1\n"
-                "pin_source = file:/p\n",
+                ("[agent]\nmodule = /m.so\ntoken = pkcs11:token=x;pin-value=SuperSecretValue42;foo=1\n"
+                 "pin_source = file:/p\n"),
         };
         struct ctx *t = *state;
 
@@ -1023,6 +1026,83 @@ static void test_agent_only(void **state) {
         free(conf);
         assert_non_null(strstr(t->errors, "[credential 1bad]"));
         assert_non_null(strstr(t->errors, "[endpoint Billing]"));
+}
+
+/* ---- contrib/credagent.conf.example ------------------------------------------------------ */
+
+/* The example's path: this source file's, with tests/unit/test-config.c replaced.  A
+ * relative __FILE__ is relative to the build root, two levels above this program. */
+static char *example_path(void) {
+        static const char suffix[] = "tests/unit/test-config.c";
+        char exe[4096], *p, *path;
+        ssize_t n;
+        size_t len = strlen(__FILE__);
+
+        assert_true(len >= strlen(suffix));
+        assert_string_equal(__FILE__ + len - strlen(suffix), suffix);
+        if (__FILE__[0] == '/') {
+                assert_true(asprintf(&path, "%.*scontrib/credagent.conf.example",
+                                     (int) (len - strlen(suffix)), __FILE__) > 0);
+                return path;
+        }
+        n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        assert_true(n > 0);
+        exe[n] = '\0';
+        for (int i = 0; i < 3; i++) { /* strip "test-config", "unit", "tests" */
+                p = strrchr(exe, '/');
+                assert_non_null(p);
+                *p = '\0';
+        }
+        assert_true(asprintf(&path, "%s/%.*scontrib/credagent.conf.example", exe,
+                             (int) (len - strlen(suffix)), __FILE__) > 0);
+        return path;
+}
+
+static void test_example_config(void **state) {
+        static const char *const keys[] = {
+                "socket", "socket_group", "module", "module_dirs", "token", "pin_source", "ca_file",
+                "label", "flow", "token_url", "client_auth", "scope", "refresh_status", "allow_insecure_loopback",
+                "default_ttl", "max_ttl", "connect_timeout", "timeout",
+                "sequence", "client_id", "client_secret", "users", "groups",
+        };
+        struct ctx *t = *state;
+        char *path = example_path(), *text = NULL, *line, *save = NULL;
+        size_t size = 0;
+        FILE *f;
+        int r;
+
+        /* Every key is shown, as a setting at the start of a line. */
+        f = fopen(path, "re");
+        if (!f)
+                print_error("cannot open %s: %m\n", path);
+        assert_non_null(f);
+        assert_int_equal(getdelim(&text, &size, '\0', f) > 0, 1);
+        fclose(f);
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                char needle[64];
+
+                snprintf(needle, sizeof needle, "\n%s = ", keys[i]);
+                if (!strstr(text, needle))
+                        print_error("key %s is missing from the example\n", keys[i]);
+                assert_non_null(strstr(text, needle));
+        }
+        free(text);
+
+        /* It is valid, except that its users and groups need not exist on this machine. */
+        reset(t);
+        r = config_load(path, 0, &t->c, &t->errors);
+        if (r == 0) {
+                assert_int_equal(t->c->n_credentials, 1);
+                assert_int_equal(t->c->credentials[0]->n_principals, 2);
+        } else {
+                assert_int_equal(r, -EINVAL);
+                for (line = strtok_r(t->errors, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                        if (!strstr(line, "\" does not exist"))
+                                print_error("example: %s\n", line);
+                        assert_non_null(strstr(line, "\" does not exist"));
+                }
+        }
+        free(path);
 }
 
 /* ---- default paths ----------------------------------------------------------------------- */
@@ -1110,6 +1190,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_multiple_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_secret_never_echoed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_only, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_example_config, setup, teardown),
                 cmocka_unit_test(test_default_paths),
         };
 
