@@ -67,9 +67,11 @@ int module_resolve(const char *module, const char *uri_module_path, const char *
                                               module, uri_module_path);
         }
 
-        if (stat(path, &st) < 0)
-                return hsm_error_setf(ret_error, errno == ENOENT ? -ENOENT : -EINVAL,
-                                      "module \"%s\": %m", path);
+        if (stat(path, &st) < 0) {
+                int e = errno;
+                return hsm_error_setf(ret_error, e == ENOENT ? -ENOENT : -EINVAL, "module \"%s\": %s", path,
+                                      strerror(e));
+        }
         if (!S_ISREG(st.st_mode))
                 return hsm_error_setf(ret_error, -EINVAL, "module \"%s\" is not a regular file", path);
 
