@@ -422,7 +422,7 @@ static void connection_notify(void *cls, struct MHD_Connection *conn, void **soc
         }
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap) {
+static void _printf_(2, 0) mhd_log(void *cls, const char *fmt, va_list ap) {
         char buf[512];
 
         vsnprintf(buf, sizeof buf, fmt, ap);
