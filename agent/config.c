@@ -29,6 +29,7 @@
 #include "log.h"
 #include "macro.h"
 #include "policy/names.h"
+#include "secmem.h"
 
 _Static_assert(sizeof(uid_t) == sizeof(uint32_t) && sizeof(gid_t) == sizeof(uint32_t),
                "users=/groups= lists are parsed as uint32_t");
@@ -255,8 +256,11 @@ static char *reader_read(char *str, int num, void *stream) {
 
         reader_finish_line(r);
 
-        if (r->l->oom || r->pos >= r->size)
+        if (r->l->oom || r->pos >= r->size) {
+                /* inih's line buffer still holds the last line, which may be a secret. */
+                secure_wipe(str, (size_t) num);
                 return NULL;
+        }
 
         line = r->buf + r->pos;
         nl = memchr(line, '\n', r->size - r->pos);
@@ -271,6 +275,7 @@ static char *reader_read(char *str, int num, void *stream) {
 
         if (strlen(line) != len) {
                 loader_error(r->l, r->file, r->line, "line contains a NUL byte");
+                r->append_ok = false;
                 return str;
         }
 
@@ -392,11 +397,22 @@ static int reader_handler(void *user, const char *section, const char *name, con
         return 1;
 }
 
+/* Frees a buffer from read_file(), wiping it first: a config may hold a secret pasted
+ * where a URI belongs. */
+static void file_free(char *buf, size_t size) {
+        if (!buf)
+                return;
+        secure_wipe(buf, size + 1);
+        free(buf);
+}
+
+/* Reads PATH (a regular file of at most CONFIG_FILE_MAX bytes) into a new NUL-terminated
+ * buffer, to be freed with file_free(). */
 static int read_file(const char *path, char **ret, size_t *ret_size) {
         _cleanup_close_ int fd = -1;
-        _cleanup_free_ char *buf = NULL;
-        size_t size = 0;
         struct stat st;
+        size_t size = 0;
+        char *buf;
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
@@ -413,21 +429,21 @@ static int read_file(const char *path, char **ret, size_t *ret_size) {
                 return -ENOMEM;
         for (;;) {
                 ssize_t n = read(fd, buf + size, CONFIG_FILE_MAX + 1 - size);
+                int r = -errno;
 
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
+                if (n < 0 && r == -EINTR)
+                        continue;
+                if (n < 0 || (n > 0 && size + (size_t) n > CONFIG_FILE_MAX)) {
+                        file_free(buf, n > 0 ? size + (size_t) n : size);
+                        return n < 0 ? r : -EFBIG;
                 }
                 if (n == 0)
                         break;
                 size += (size_t) n;
-                if (size > CONFIG_FILE_MAX)
-                        return -EFBIG;
         }
         buf[size] = '\0';
 
-        *ret = TAKE_PTR(buf);
+        *ret = buf;
         *ret_size = size;
         return 0;
 }
@@ -461,9 +477,9 @@ static int loader_add_file(struct loader *l, const char *path, size_t *ret_index
  * l->errors; the return value is negative only for a file that cannot be read (already
  * recorded as an error) or ENOMEM. */
 static int loader_parse_file(struct loader *l, const char *path) {
-        _cleanup_free_ char *buf = NULL;
         struct reader r = {};
         size_t size, file;
+        char *buf;
         int k;
 
         k = loader_add_file(l, path, &file);
@@ -481,6 +497,7 @@ static int loader_parse_file(struct loader *l, const char *path) {
         r = (struct reader) { .l = l, .file = file, .buf = buf, .size = size };
         k = ini_parse_stream(reader_read, &r, reader_handler, &r);
         reader_finish_line(&r);
+        file_free(buf, size);
         if (l->oom || k == -2)
                 return -ENOMEM;
         if (k > 0) {
@@ -517,7 +534,7 @@ static bool is_dropin_name(const char *name) {
 }
 
 /* Lists DIR's *.conf in strcmp() order.  A missing DIR gives an empty list. */
-static int list_dropins(struct loader *l, const char *dir, char ***ret, size_t *ret_n) {
+static int list_dropins(const char *dir, char ***ret, size_t *ret_n) {
         DIR *d;
         char **v = NULL;
         size_t n = 0;
@@ -535,7 +552,7 @@ static int list_dropins(struct loader *l, const char *dir, char ***ret, size_t *
         }
 
         for (;;) {
-                char **a;
+                char **a, *path;
 
                 errno = 0;
                 de = readdir(d);
@@ -549,17 +566,19 @@ static int list_dropins(struct loader *l, const char *dir, char ***ret, size_t *
                         r = -E2BIG;
                         break;
                 }
+                if (asprintf(&path, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", de->d_name) < 0) {
+                        r = -ENOMEM;
+                        break;
+                }
                 a = reallocarray(v, n + 2, sizeof *a);
                 if (!a) {
+                        free(path);
                         r = -ENOMEM;
                         break;
                 }
                 v = a;
-                if (asprintf(&v[n], "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", de->d_name) < 0) {
-                        r = -ENOMEM;
-                        break;
-                }
-                v[++n] = NULL;
+                v[n++] = path;
+                v[n] = NULL;
         }
         closedir(d);
 
@@ -1912,7 +1931,7 @@ static int load_dropins(struct loader *l, const char *path) {
                 return -ENOMEM;
         }
 
-        r = list_dropins(l, dir, &dropins, &n);
+        r = list_dropins(dir, &dropins, &n);
         if (r == -ENOMEM)
                 return r;
         if (r < 0) {

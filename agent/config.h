@@ -77,7 +77,12 @@ enum {
  * -EINVAL for invalid contents, -ENOMEM) and, if RET_ERRORS is not NULL, stores there a
  * malloc()ed text of one line per problem found, each "FILE:LINE: message" naming the
  * section and key and quoting the value; the caller frees it.  Every problem in the files
- * is reported, not only the first. */
+ * is reported, not only the first.
+ * Details: lines are sorted by file (load order) and line.  A problem with a whole file
+ * (cannot be read, no [agent] section anywhere) is "FILE: message", without a line.  A
+ * main file that cannot be read gives its errno (-ENOENT, -EACCES, -EISDIR, -EFBIG past
+ * 1 MiB) with the message; an unreadable conf.d file is -EINVAL like any other problem.
+ * A client_secret value, a PIN or a password in a URL is never quoted. */
 int config_load(const char *path, unsigned flags, struct config **ret, char **ret_errors);
 
 /* Frees C and everything in it.  Accepts NULL.  Returns NULL. */

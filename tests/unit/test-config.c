@@ -514,6 +514,28 @@ static void test_confd_missing_and_main_unreadable(void **state) {
         assert_non_null(t->errors);
         assert_string_equal(t->errors, "/nonexistent/credagent.conf: cannot read: No such file or directory\n");
 
+        /* Too large a file, and a conf.d entry that is not a regular file. */
+        {
+                char *big = malloc((1 << 20) + 2), link[256];
+
+                assert_non_null(big);
+                memset(big, ';', (1 << 20) + 1);
+                big[(1 << 20) + 1] = '\0';
+                reset(t);
+                write_file(t, "credagent.conf", big);
+                free(big);
+                want = expand(t, F ": cannot read: larger than 1 MiB\n");
+                assert_int_equal(config_load(t->path, 0, &t->c, &t->errors), -EFBIG);
+                assert_string_equal(t->errors, want);
+                free(want);
+
+                write_file(t, "conf.d/.keep", "");
+                snprintf(link, sizeof link, "%s/conf.d/null.conf", t->dir);
+                assert_int_equal(symlink("/dev/null", link), 0);
+                expect_errors(t, AGENT, "{D}/conf.d/null.conf: cannot read: not a regular file\n");
+                assert_int_equal(unlink(link), 0);
+        }
+
         /* No [agent] anywhere. */
         expect_errors(t, CRED, F ": no [agent] section\n");
 
