@@ -128,8 +128,8 @@ static int cmd_token(int argc, char **argv) {
         char path[256];
         int c, r;
 
-        optind = 1;
-        while ((c = getopt_long(argc, argv, "+", longopts, NULL)) >= 0)
+        optind = 0; /* re-initialise getopt: options may follow the credential name */
+        while ((c = getopt_long(argc, argv, "", longopts, NULL)) >= 0)
                 switch (c) {
                 case 'F':
                         if (strcmp(optarg, "raw") == 0)
@@ -179,8 +179,8 @@ static int cmd_refresh(int argc, char **argv) {
         char path[256], body[64], *end;
         int c, r;
 
-        optind = 1;
-        while ((c = getopt_long(argc, argv, "+", longopts, NULL)) >= 0)
+        optind = 0; /* re-initialise getopt: options may follow the credential name */
+        while ((c = getopt_long(argc, argv, "", longopts, NULL)) >= 0)
                 switch (c) {
                 case 's':
                         errno = 0;
