@@ -1056,15 +1056,16 @@ static void test_agent_only(void **state) {
  * relative __FILE__ is relative to the build root, two levels above this program. */
 static char *example_path(void) {
         static const char suffix[] = "tests/unit/test-config.c";
+        const char *file = __FILE__;
         char exe[4096], *p, *path;
         ssize_t n;
-        size_t len = strlen(__FILE__);
+        size_t len = strlen(file);
 
         assert_true(len >= strlen(suffix));
-        assert_string_equal(__FILE__ + len - strlen(suffix), suffix);
-        if (__FILE__[0] == '/') {
+        assert_string_equal(file + len - strlen(suffix), suffix);
+        if (file[0] == '/') {
                 assert_true(asprintf(&path, "%.*scontrib/credagent.conf.example",
-                                     (int) (len - strlen(suffix)), __FILE__) > 0);
+                                     (int) (len - strlen(suffix)), file) > 0);
                 return path;
         }
         n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -1076,7 +1077,7 @@ static char *example_path(void) {
                 *p = '\0';
         }
         assert_true(asprintf(&path, "%s/%.*scontrib/credagent.conf.example", exe,
-                             (int) (len - strlen(suffix)), __FILE__) > 0);
+                             (int) (len - strlen(suffix)), file) > 0);
         return path;
 }
 
