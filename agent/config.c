@@ -25,6 +25,7 @@
 
 #include "build-config.h"
 #include "agent/config.h"
+#include "ipc/client.h"
 #include "hsm/hsm.h"
 #include "log.h"
 #include "macro.h"
@@ -2103,11 +2104,5 @@ char *config_default_path(void) {
 }
 
 char *config_default_socket(void) {
-        const char *runtime;
-        char *p;
-
-        runtime = geteuid() != 0 ? secure_getenv("XDG_RUNTIME_DIR") : NULL;
-        if (runtime && runtime[0] == '/')
-                return asprintf(&p, "%s/credagent/agent.sock", runtime) < 0 ? NULL : p;
-        return strdup("/run/credagent/agent.sock");
+        return client_default_socket();
 }

@@ -138,6 +138,15 @@ int client_request(const char *socket_path, const char *method, const char *path
         return 0;
 }
 
+char *client_default_socket(void) {
+        const char *runtime = geteuid() != 0 ? secure_getenv("XDG_RUNTIME_DIR") : NULL;
+        char *p;
+
+        if (runtime && runtime[0] == '/')
+                return asprintf(&p, "%s/credagent/agent.sock", runtime) < 0 ? NULL : p;
+        return strdup("/run/credagent/agent.sock");
+}
+
 char *client_socket_path(const char *socket_arg) {
         const char *e;
 
@@ -146,14 +155,5 @@ char *client_socket_path(const char *socket_arg) {
         e = getenv("CREDAGENT_SOCK");
         if (e && *e)
                 return strdup(e);
-        if (geteuid() != 0) {
-                e = getenv("XDG_RUNTIME_DIR");
-                if (e && *e) {
-                        char *p;
-                        if (asprintf(&p, "%s/credagent/agent.sock", e) < 0)
-                                return NULL;
-                        return p;
-                }
-        }
-        return strdup("/run/credagent/agent.sock");
+        return client_default_socket();
 }

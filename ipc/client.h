@@ -27,6 +27,10 @@ void client_response_clear(struct client_response *r);
 int client_request(const char *socket_path, const char *method, const char *path, const char *body,
                    unsigned timeout, struct client_response *ret);
 
+/* The default socket path: $XDG_RUNTIME_DIR/credagent/agent.sock for a non-root user with
+ * an absolute XDG_RUNTIME_DIR, /run/credagent/agent.sock otherwise.  malloc()ed, NULL on ENOMEM. */
+char *client_default_socket(void);
+
 /* Returns the socket to use: SOCKET_ARG if not NULL, else $CREDAGENT_SOCK if set and non-empty,
- * else the default path (see config_default_socket()).  malloc()ed; NULL on ENOMEM. */
+ * else client_default_socket().  malloc()ed; NULL on ENOMEM. */
 char *client_socket_path(const char *socket_arg);
