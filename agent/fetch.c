@@ -100,9 +100,11 @@ static void *fetch_thread(void *arg) {
 
         r = hsm_read_secret(f->hsm, p->client_secret, &secret);
         if (r < 0) {
+                _cleanup_free_ char *why = hsm_last_error(f->hsm);
+
                 answer_from_hsm_error(r, &a);
-                log_error_errno(r, "fetch credential=%s principal=%s outcome=hsm_unavailable: reading the client secret failed: %m",
-                                cred->name, p->name);
+                log_error_errno(r, "fetch credential=%s principal=%s outcome=hsm_unavailable: reading the client secret failed: %s",
+                                cred->name, p->name, why ? why : strerror(-r));
         } else {
                 struct oauth_request req = {
                         .token_url = cred->token_url,
@@ -139,7 +141,7 @@ static void *fetch_thread(void *arg) {
         }
 
         tokcache_complete(f->cache, job->entry, &a, now_boottime_ms());
-        oauth_result_clear(&res); /* a borrowed res' strings: nothing else to free */
+        oauth_result_clear(&res); /* the answer borrowed res' strings; the cache made its copies */
 
         free(job->scope);
         free(job);
