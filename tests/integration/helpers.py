@@ -305,6 +305,8 @@ class Harness:
         self.secret_stores = set()
         # Values that must never show up in any output or file outside secret_stores.
         self.secrets = {}  # value -> what it is
+        # Access tokens the agents served: they may be printed by credctl, never logged.
+        self.tokens = set()
         env = dict(os.environ)
         for k in ("CREDAGENT_SOCK", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "LISTEN_FDS", "LISTEN_PID"):
             env.pop(k, None)
@@ -404,7 +406,8 @@ class Harness:
     def credctl_run(self, *args, sock=None, **kw):
         """credctl [-a SOCK] ARGS..."""
         argv = [self.credctl] + (["-a", sock] if sock else []) + list(args)
-        return self.run(argv, name="credctl-" + "-".join(a for a in args[:2] if not a.startswith("/")), **kw)
+        words = [a for a in args if not a.startswith(("-", "/"))][:3]
+        return self.run(argv, name=kw.pop("name", None) or "credctl-" + "-".join(words), **kw)
 
     def spawn(self, argv, log_path, env=None):
         """Starts ARGV in the background, stdout+stderr appended to LOG_PATH. Tracked for cleanup."""
@@ -578,7 +581,10 @@ class Agent:
     # ------------------------------------------------------------ the socket API
 
     def request(self, method, path, body=None, headers=None, timeout=30.0):
-        return http_request(self.socket, method, path, body=body, headers=headers, timeout=timeout)
+        r = http_request(self.socket, method, path, body=body, headers=headers, timeout=timeout)
+        if isinstance(r.json, dict) and isinstance(r.json.get("access_token"), str):
+            self.h.tokens.add(r.json["access_token"])
+        return r
 
     def token(self, cred, min_ttl=None, timeout=30.0):
         q = "" if min_ttl is None else "?min_ttl=" + urllib.parse.quote(str(min_ttl), safe="")

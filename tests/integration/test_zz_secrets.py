@@ -5,9 +5,12 @@ Every process the harness started (agents, credctl, softhsm2-util, the IdP) wrot
 and stderr to a file under the session's temp root; this greps every regular file there,
 except the places that hold secrets by design (harness.secret_stores: the SoftHSM2 token
 directory, the PIN file, the IdP's own client registrations). The secrets are searched raw,
-form-urlencoded and as the Base64 of client_secret_basic credentials."""
+form-urlencoded and as the Base64 of client_secret_basic credentials. The agents' and the
+IdP's logs are also searched for every access token the agents served."""
 
 import os
+
+from helpers import fingerprint
 
 
 def _files(harness):
@@ -50,6 +53,17 @@ def test_zz_no_secret_in_any_output_or_file(harness, idp_server):
         for needle, what in needles:
             if needle in data:
                 found.append("%s: %s" % (os.path.relpath(p, harness.root), what))
+    # Access tokens are no secret under test for credctl's output (printing them is its job),
+    # but no agent or IdP log may hold one.
+    tokens = [t.encode() for t in harness.tokens if len(t) >= 8]
+    assert tokens, "no token was served during the run"
+    for p in agent_logs + idp_logs:
+        with open(p, "rb") as f:
+            data = f.read()
+        for t in tokens:
+            if t in data:
+                found.append("%s: an access token (fp=%s)" % (os.path.relpath(p, harness.root),
+                                                              fingerprint(t.decode())))
     print("\nsecrets grep: %d files (%d process outputs), %d needles, %d hits"
-          % (len(files), len(logs), len(needles), len(found)))
+          % (len(files), len(logs), len(needles) + len(tokens), len(found)))
     assert not found, "secrets found:\n  " + "\n  ".join(sorted(set(found)))
