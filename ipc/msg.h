@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: ISC */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ipc/buf.h"
+
+/* Internal messages between credagent's processes (ipc/PROTOCOL.md).
+ *
+ * Channels are SOCK_SEQPACKET socketpairs, one per edge.  One datagram is one frame:
+ *     u32 length of the payload (big-endian) | u8 type | payload
+ * The first frame each side sends on a channel is MSG_HELLO with MSG_VERSION.  Each channel
+ * has a hard maximum frame size and a set of types each direction may send; a frame that is
+ * oversized, truncated, of a type not allowed on that channel and direction, or whose
+ * payload does not decode exactly (no trailing bytes) makes the receiver drop the channel;
+ * the supervisor then restarts the peer. */
+
+#define MSG_VERSION 1
+#define MSG_HEADER_SIZE 5
+
+enum msg_type {
+        MSG_HELLO = 1,          /* any: u32 version, u8 role */
+        MSG_FETCH = 10,         /* front → net: run a token request */
+        MSG_FETCH_DONE = 11,    /* net → front: its outcome */
+        MSG_GRANT = 20,         /* front → hsm: net may get this secret for this fetch */
+        MSG_SECRET_REQUEST = 30,/* net → hsm: the secret for a granted fetch */
+        MSG_SECRET = 31,        /* hsm → net: the secret, or why not */
+        MSG_CHANNEL = 40,       /* supervisor → child: a replacement channel fd (SCM_RIGHTS) */
+        MSG_CONFIG = 41,        /* supervisor → front: a new configuration */
+        MSG_CONFIG_DONE = 42,   /* front → supervisor: config applied (u8 0) or refused */
+};
+
+enum msg_role {
+        ROLE_SUPERVISOR = 1,
+        ROLE_FRONT = 2,
+        ROLE_NET = 3,
+        ROLE_HSM = 4,
+};
+
+enum msg_channel {
+        CHAN_FRONT_NET,   /* side A = front, side B = net */
+        CHAN_FRONT_HSM,   /* A = front, B = hsm */
+        CHAN_NET_HSM,     /* A = net, B = hsm */
+        CHAN_SUPER_FRONT, /* A = supervisor, B = front */
+        CHAN_SUPER_NET,   /* A = supervisor, B = net */
+        CHAN_SUPER_HSM,   /* A = supervisor, B = hsm */
+        _CHAN_MAX,
+};
+
+/* Returns the hard maximum frame size (header included) of channel C, in bytes. */
+size_t msg_channel_max(enum msg_channel c);
+
+/* Returns true when TYPE may be sent on channel C by side A (FROM_A) or side B. */
+bool msg_type_allowed(enum msg_channel c, bool from_a, uint8_t type);
+
+/* Name of TYPE for logs ("FETCH", …), "UNKNOWN" otherwise. */
+const char *msg_type_name(uint8_t type);
+const char *msg_role_name(uint8_t role);
+const char *msg_channel_name(enum msg_channel c);
+
+/* Limits on fields, bytes. */
+#define MSG_URL_MAX 2048
+#define MSG_ID_MAX 1024         /* client_id, URIs, names */
+#define MSG_SCOPE_MAX 4096
+#define MSG_TOKEN_MAX (16 * 1024)
+#define MSG_TEXT_MAX 256        /* descriptions, error codes */
+#define MSG_SECRET_MAX 4096
+
+struct msg_hello {
+        uint32_t version;
+        uint8_t role;
+};
+
+struct msg_fetch {
+        uint64_t fetch_id;
+        char *token_url;
+        uint8_t client_auth;            /* enum client_auth */
+        char *client_id;
+        char *scope;                    /* may be NULL */
+        char *client_secret_uri;
+        uint8_t allow_insecure_loopback;
+        uint32_t connect_timeout, timeout, default_ttl, max_ttl; /* s */
+};
+
+struct msg_fetch_done {
+        uint64_t fetch_id;
+        uint8_t error;                  /* enum api_error; 0 = a token */
+        uint32_t http_status;
+        uint32_t expires_in;            /* s */
+        char *access_token;             /* error == 0 only; wiped by msg_fetch_done_clear() */
+        char *scope;                    /* may be NULL */
+        char *idp_error;                /* may be NULL */
+        char *description;              /* may be NULL */
+};
+
+struct msg_grant {
+        uint64_t fetch_id;
+        char *client_secret_uri;
+};
+
+struct msg_secret_request {
+        uint64_t fetch_id;
+        char *client_secret_uri;
+};
+
+struct msg_secret {
+        uint64_t fetch_id;
+        int32_t error;                  /* 0, or a negative errno from hsm_read_secret() */
+        char *description;              /* error != 0: why, may be NULL */
+        const uint8_t *secret;          /* error == 0: points into the received frame */
+        size_t secret_len;
+};
+
+struct msg_channel_fd {
+        uint8_t channel;                /* enum msg_channel the attached fd belongs to */
+};
+
+/* Each encoder appends the whole frame (header + payload) to OUT and returns 0 or a
+ * negative errno (-EMSGSIZE when a field or the frame is over its limit).
+ * Each decoder takes the payload of a frame (after the header) and fills *RET, copying
+ * strings with malloc() (free with the matching _clear()), except msg_secret's secret which
+ * points into the payload.  Decoders return 0, -EBADMSG for malformed input (including
+ * trailing bytes) or -ENOMEM; on failure *RET is cleared.  Pure functions: fuzzed. */
+int msg_hello_encode(const struct msg_hello *m, struct buf *out);
+int msg_hello_decode(const uint8_t *p, size_t n, struct msg_hello *ret);
+int msg_fetch_encode(const struct msg_fetch *m, struct buf *out);
+int msg_fetch_decode(const uint8_t *p, size_t n, struct msg_fetch *ret);
+void msg_fetch_clear(struct msg_fetch *m);
+int msg_fetch_done_encode(const struct msg_fetch_done *m, struct buf *out);
+int msg_fetch_done_decode(const uint8_t *p, size_t n, struct msg_fetch_done *ret);
+void msg_fetch_done_clear(struct msg_fetch_done *m);
+int msg_grant_encode(const struct msg_grant *m, struct buf *out);
+int msg_grant_decode(const uint8_t *p, size_t n, struct msg_grant *ret);
+void msg_grant_clear(struct msg_grant *m);
+int msg_secret_request_encode(const struct msg_secret_request *m, struct buf *out);
+int msg_secret_request_decode(const uint8_t *p, size_t n, struct msg_secret_request *ret);
+void msg_secret_request_clear(struct msg_secret_request *m);
+int msg_secret_encode(const struct msg_secret *m, struct buf *out);
+int msg_secret_decode(const uint8_t *p, size_t n, struct msg_secret *ret);
+void msg_secret_clear(struct msg_secret *m);
+int msg_channel_fd_encode(const struct msg_channel_fd *m, struct buf *out);
+int msg_channel_fd_decode(const uint8_t *p, size_t n, struct msg_channel_fd *ret);
+
+/* A received frame. */
+struct msg_frame {
+        uint8_t type;
+        const uint8_t *payload;         /* points into the caller's receive buffer */
+        size_t len;
+        int fd;                         /* an SCM_RIGHTS fd that came with it, or -1 */
+};
+
+/* Splits a datagram of N bytes at P received on channel C from side A (FROM_A) into *RET.
+ * Returns 0, -EMSGSIZE (over the channel maximum), -EBADMSG (length field does not match the
+ * datagram, shorter than a header), or -EPROTO (type not allowed there).  Pure: fuzzed. */
+int msg_frame_parse(enum msg_channel c, bool from_a, const uint8_t *p, size_t n, struct msg_frame *ret);
+
+/* Sends the frame(s) in BUF (exactly one frame) on FD, with FD_TO_PASS attached when ≥ 0.
+ * Returns 0 or a negative errno (-EPIPE when the peer is gone). */
+int msg_send(int fd, const struct buf *frame, int fd_to_pass);
+
+/* Receives one datagram from FD into BUF (sized msg_channel_max(C)) and parses it as
+ * msg_frame_parse() does.  Returns 0, 0 with RET->type == 0 at end of stream (peer closed),
+ * -EMSGSIZE for a truncated (oversized) datagram, -EAGAIN on a non-blocking fd with nothing
+ * to read, or the errors of msg_frame_parse().  A received fd is closed on any error. */
+int msg_recv(int fd, enum msg_channel c, bool from_a, uint8_t *buf, size_t buf_size, struct msg_frame *ret);
