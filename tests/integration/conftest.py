@@ -14,6 +14,7 @@ successful run (it is always kept after a failure).
 import atexit
 import os
 import shutil
+import signal
 import sys
 
 import pytest
@@ -23,6 +24,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import helpers  # noqa: E402
 from helpers import CATALOGUE, AgentPool, Harness  # noqa: E402
 from idp import Idp  # noqa: E402
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def pytest_configure(config):
+    """SIGTERM (meson's timeout, a CI runner giving up) ends the run like ^C: fixtures are torn
+    down, so every agent and IdP is stopped."""
+    signal.signal(signal.SIGTERM, _sigterm)
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -16,6 +16,7 @@ the last test can grep them all for secrets (test_zz_secrets.py).
 
 import atexit
 import base64
+import ctypes
 import hashlib
 import http.client
 import itertools
@@ -416,7 +417,7 @@ class Harness:
         log = open(log_path, "ab")
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env=full_env, cwd=self.root)
+                                    env=full_env, cwd=self.root, preexec_fn=_die_with_parent)
         finally:
             log.close()
         self.track(proc)
@@ -464,6 +465,15 @@ class Harness:
                         pass
                     wait_pid_gone(pid, STOP_TIMEOUT)
         return leftovers
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """In a child before exec: SIGTERM it when the test process dies, even by SIGKILL."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def stop_process(proc, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):

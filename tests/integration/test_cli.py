@@ -7,8 +7,9 @@ import secrets
 import shutil
 import signal
 
-from helpers import (SOFTHSM_MODULE, TOKEN_LABEL, cred_of, credential, line_of, pid_alive,
-                     principal, render_config, socket_accepts, wait_pid_gone)
+from helpers import (SOFTHSM_MODULE, TOKEN_LABEL, cred_of, credential, http_request, line_of,
+                     pid_alive, principal, render_config, socket_accepts, stop_process, wait_for,
+                     wait_pid_gone)
 
 
 def write_conf(harness, name, text):
@@ -106,6 +107,24 @@ def test_sigterm_stops_the_agent_cleanly(agents, catalogue, idp_server):
     rc = a.stop()
     assert rc == 0, "exit status %s after SIGTERM; log:\n%s" % (rc, a.log()[-2000:])
     assert not os.path.exists(a.socket), "socket left behind"
+
+
+def test_socket_option_overrides_the_config(harness, catalogue, idp_server):
+    text = render_config(agent_keys(harness, "optA", idp_server.ca_file),
+                         [cred_of(catalogue["Basic.Main"], idp_server.token_url)])
+    path = write_conf(harness, "optA", text)
+    other = os.path.join(harness.run_dir, "optB", "agent.sock")
+    proc = harness.spawn([harness.credagent, "-f", path, "-D", "-a", other], harness.log_path("agent-optB"))
+    try:
+        assert wait_for(lambda: socket_accepts(other) or proc.poll() is not None, 10) and proc.poll() is None, \
+            "the agent did not listen on -a %s (rc %s)" % (other, proc.poll())
+        r = http_request(other, "GET", "/v1/token/Basic")
+        assert r.status == 200, r
+        harness.tokens.add(r.json["access_token"])
+        assert not os.path.exists(os.path.join(harness.run_dir, "optA", "agent.sock"))
+    finally:
+        assert stop_process(proc) == 0
+        harness.untrack(proc)
 
 
 def test_daemon_mode_and_kill(harness, catalogue, idp_server):

@@ -112,3 +112,23 @@ def test_secret_object_missing_from_the_token(agent, harness, idp):
     assert agent.running(), "the agent survives a missing secret"
     # Still answering other credentials.
     assert agent.token("Errors").status == 200
+
+
+def test_credctl_refresh(agent, harness, idp):
+    first = agent.token("Errors")
+    assert first.status == 200, first
+    old = first.json["access_token"]
+
+    no = harness.credctl_run("-a", agent.socket, "refresh", "Errors", "--status", "200")
+    assert no.returncode == 1, no
+    assert no.stdout == ""
+    assert no.stderr.startswith("credctl: not_refreshable (HTTP 409)"), no.stderr
+
+    time.sleep(FORCE_MIN_AGE + 0.3)
+    idp.reset()
+    yes = harness.credctl_run("-a", agent.socket, "refresh", "Errors")  # --status defaults to 401
+    assert yes.returncode == 0, yes
+    new = yes.stdout.strip()
+    assert new and new != old, "credctl refresh printed the old token"
+    assert idp.introspect(new)["active"] is True
+    assert idp.stats()["token_requests"] == 1
