@@ -22,6 +22,7 @@ struct tokcache_entry {
         uint64_t expires_at;              /* ms CLOCK_BOOTTIME */
         /* single flight */
         bool fetching;
+        bool detached;                    /* removed by a reload while its fetch ran */
         struct tokcache_waiter *waiters;
 };
 
@@ -212,7 +213,7 @@ void tokcache_complete(struct tokcache *c, struct tokcache_entry *e, const struc
 
         pthread_mutex_lock(&c->lock);
         e->fetching = false;
-        if (answer->error == API_OK && answer->access_token && answer->expires_at > now_ms) {
+        if (!e->detached && answer->error == API_OK && answer->access_token && answer->expires_at > now_ms) {
                 char *token = strdup(answer->access_token);
                 char *scope = answer->scope ? strdup(answer->scope) : NULL;
 
@@ -245,6 +246,54 @@ void tokcache_complete(struct tokcache *c, struct tokcache_entry *e, const struc
                 w->next = NULL;
                 w->done(w, give);
         }
+        if (e->detached) {
+                /* Nobody can find it any more: the reload unhooked it. */
+                free(e->scope);
+                free(e);
+        }
+}
+
+size_t tokcache_rebind(struct tokcache *c,
+                       const struct config_principal *(*map)(void *userdata, const struct config_principal *old,
+                                                             const char *scope),
+                       void *userdata) {
+        struct tokcache_entry *all = NULL;
+        size_t kept = 0;
+
+        pthread_mutex_lock(&c->lock);
+        /* Unhook every entry, then put back those that map (their hash changes with the principal). */
+        for (size_t i = 0; i < TOKCACHE_BUCKETS; i++) {
+                for (struct tokcache_entry *e = c->buckets[i], *next; e; e = next) {
+                        next = e->next_in_bucket;
+                        e->next_in_bucket = all;
+                        all = e;
+                }
+                c->buckets[i] = NULL;
+        }
+        c->n_entries = 0;
+        for (struct tokcache_entry *e = all, *next; e; e = next) {
+                const struct config_principal *p = map(userdata, e->principal, e->scope);
+
+                next = e->next_in_bucket;
+                if (p) {
+                        size_t b = key_hash(p, e->scope);
+                        e->principal = p;
+                        e->next_in_bucket = c->buckets[b];
+                        c->buckets[b] = e;
+                        c->n_entries++;
+                        kept++;
+                } else if (e->fetching) {
+                        entry_drop_token(e);
+                        e->detached = true; /* freed when its fetch completes */
+                        e->next_in_bucket = NULL;
+                } else {
+                        entry_drop_token(e);
+                        free(e->scope);
+                        free(e);
+                }
+        }
+        pthread_mutex_unlock(&c->lock);
+        return kept;
 }
 
 void tokcache_stats(struct tokcache *c, uint64_t now_ms, size_t *ret_entries, size_t *ret_valid) {

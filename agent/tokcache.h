@@ -86,6 +86,16 @@ int tokcache_get(struct tokcache *c, const struct config_principal *p, const cha
 void tokcache_complete(struct tokcache *c, struct tokcache_entry *e, const struct tokcache_answer *answer,
                        uint64_t now_ms);
 
+/* After a configuration reload: for every entry, MAP(USERDATA, principal, scope) returns the
+ * principal of the new configuration that takes over its token, or NULL when what defines
+ * the token changed.  Mapped entries keep their token and go on; the others lose their token
+ * and are removed, or, when a fetch for them is in flight, are detached (never found again,
+ * their waiters still answered).  Returns the number of entries kept. */
+size_t tokcache_rebind(struct tokcache *c,
+                       const struct config_principal *(*map)(void *userdata, const struct config_principal *old,
+                                                             const char *scope),
+                       void *userdata);
+
 /* Number of entries, and of them how many hold a token that is valid at NOW_MS. */
 void tokcache_stats(struct tokcache *c, uint64_t now_ms, size_t *ret_entries, size_t *ret_valid);
 

@@ -245,6 +245,47 @@ static void test_fetch_refused(void **state) {
         tokcache_free(c);
 }
 
+static const struct config_principal *map_keep_batch(void *userdata, const struct config_principal *old,
+                                                     const char *scope) {
+        /* "Batch" moves to a new principal object; "Other" is gone from the new config. */
+        return old == &princ ? (const struct config_principal *) userdata : NULL;
+}
+
+static void test_rebind_after_reload(void **state) {
+        struct fake_fetcher f = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        struct tokcache *c = tokcache_new(fake_fetch, &f);
+        struct config_principal batch_v2 = { .name = (char *) "Batch", .credential = &cred };
+        struct test_waiter w = { .w.done = waiter_done }, w2 = { .w.done = waiter_done };
+        struct tokcache_answer hit = {};
+        struct tokcache_entry *other_entry;
+        size_t entries, valid;
+
+        assert_int_equal(tokcache_get(c, &princ, "s", 0, false, 0, &w.w, &hit), -EINPROGRESS);
+        complete_ok(c, f.last_entry, "batch-token", 0, 60000);
+        tokcache_answer_clear(&w.answer);
+        /* "Other" has a fetch in flight during the reload. */
+        assert_int_equal(tokcache_get(c, &princ2, "s", 0, false, 0, &w2.w, &hit), -EINPROGRESS);
+        other_entry = f.last_entry;
+
+        assert_int_equal(tokcache_rebind(c, map_keep_batch, &batch_v2), 1);
+        tokcache_stats(c, 10, &entries, &valid);
+        assert_int_equal(entries, 1);
+        assert_int_equal(valid, 1);
+        /* The kept token is found under the new principal object, without a fetch. */
+        assert_int_equal(tokcache_get(c, &batch_v2, "s", 0, false, 10, &w.w, &hit), 0);
+        assert_string_equal(hit.access_token, "batch-token");
+        tokcache_answer_clear(&hit);
+        assert_int_equal(f.calls, 2);
+        /* The detached entry's waiter still gets its answer; its token is not stored. */
+        complete_ok(c, other_entry, "other-token", 20, 60000);
+        assert_int_equal(w2.calls, 1);
+        assert_string_equal(w2.answer.access_token, "other-token");
+        tokcache_answer_clear(&w2.answer);
+        tokcache_stats(c, 30, &entries, &valid);
+        assert_int_equal(entries, 1);
+        tokcache_free(c);
+}
+
 /* 50 threads miss on one cold key at once: one fetch, 50 answers. */
 #define STORM 50
 
@@ -332,6 +373,7 @@ int main(void) {
                 cmocka_unit_test(test_forced_refresh),
                 cmocka_unit_test(test_fetch_refused),
                 cmocka_unit_test(test_single_flight_threads),
+                cmocka_unit_test(test_rebind_after_reload),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
