@@ -424,6 +424,10 @@ int main(int argc, char **argv) {
                 }
                 close(pipefd[0]);
                 setsid();
+                /* listen() again so that SO_PEERCRED names this process, not the parent that
+                 * is about to exit: `credagent -k` finds the agent through it. */
+                if (listen(listen_fd, 1024) < 0)
+                        _exit(1);
                 if (chdir("/") < 0)
                         _exit(1);
                 int null = open("/dev/null", O_RDWR | O_CLOEXEC);
