@@ -41,8 +41,9 @@ static int buf_reserve(struct buf *b, size_t n) {
         if (b->len + n <= b->cap)
                 return 0;
         cap = b->cap ? b->cap : 256;
+        /* Doubling stops at MAX, which is ≥ len + n (checked above), so it cannot overflow. */
         while (cap < b->len + n)
-                cap *= 2;
+                cap = cap > b->max / 2 ? b->max : cap * 2;
         if (cap > b->max)
                 cap = b->max;
         /* Not realloc(): the old storage may hold a secret and must be wiped. */
