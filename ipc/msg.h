@@ -67,6 +67,7 @@ const char *msg_channel_name(enum msg_channel c);
 #define MSG_TOKEN_MAX (16 * 1024)
 #define MSG_TEXT_MAX 256        /* descriptions, error codes */
 #define MSG_SECRET_MAX 4096
+#define MSG_REASON_MAX 4096     /* CONFIG_DONE's reason */
 
 struct msg_hello {
         uint32_t version;
@@ -117,12 +118,34 @@ struct msg_channel_fd {
         uint8_t channel;                /* enum msg_channel the attached fd belongs to */
 };
 
+/* MSG_CONFIG's payload is agent/config-wire.h's config_encode(); the front answers: */
+struct msg_config_done {
+        uint8_t status;                 /* 0 = applied, anything else = refused */
+        char *reason;                   /* may be NULL; no secret in it */
+};
+
 /* Each encoder appends the whole frame (header + payload) to OUT and returns 0 or a
  * negative errno (-EMSGSIZE when a field or the frame is over its limit).
  * Each decoder takes the payload of a frame (after the header) and fills *RET, copying
  * strings with malloc() (free with the matching _clear()), except msg_secret's secret which
  * points into the payload.  Decoders return 0, -EBADMSG for malformed input (including
- * trailing bytes) or -ENOMEM; on failure *RET is cleared.  Pure functions: fuzzed. */
+ * trailing bytes) or -ENOMEM; on failure *RET is cleared.  Pure functions: fuzzed.
+ *
+ * Details (ipc/PROTOCOL.md has the byte layout of each message):
+ *  - On failure an encoder leaves OUT as it was (the bytes it appended are wiped).  It
+ *    returns -EINVAL for a message that breaks the rules below, -EMSGSIZE for a field over
+ *    its MSG_*_MAX or a frame over the largest msg_channel_max() of the channels that carry
+ *    its type (or OUT's own max), -ENOMEM.
+ *  - Decoders (and encoders) reject: a string over its MSG_*_MAX, an embedded NUL, a
+ *    required string that is NULL (FETCH's token_url, client_id, client_secret_uri; GRANT's
+ *    and SECRET_REQUEST's client_secret_uri), a role outside enum msg_role, a client_auth
+ *    outside enum client_auth, a FETCH_DONE error ≥ _API_ERROR_MAX, a flag other than 0/1,
+ *    a channel ≥ _CHAN_MAX.
+ *  - FETCH_DONE: error == 0 carries a non-empty access_token; error != 0 carries none.
+ *  - SECRET: error == 0 carries the secret (≤ MSG_SECRET_MAX bytes) and no description;
+ *    error is otherwise a negative errno (≥ -4095) with no secret bytes.
+ *  - Clearing wipes FETCH_DONE's access_token before freeing it.  SECRET's secret is not
+ *    copied: wipe the receive buffer after use.  Clear functions accept a zeroed struct. */
 int msg_hello_encode(const struct msg_hello *m, struct buf *out);
 int msg_hello_decode(const uint8_t *p, size_t n, struct msg_hello *ret);
 int msg_fetch_encode(const struct msg_fetch *m, struct buf *out);
@@ -142,6 +165,19 @@ int msg_secret_decode(const uint8_t *p, size_t n, struct msg_secret *ret);
 void msg_secret_clear(struct msg_secret *m);
 int msg_channel_fd_encode(const struct msg_channel_fd *m, struct buf *out);
 int msg_channel_fd_decode(const uint8_t *p, size_t n, struct msg_channel_fd *ret);
+int msg_config_done_encode(const struct msg_config_done *m, struct buf *out);
+int msg_config_done_decode(const uint8_t *p, size_t n, struct msg_config_done *ret);
+void msg_config_done_clear(struct msg_config_done *m);
+
+/* For payloads encoded elsewhere (MSG_CONFIG with config_encode()): msg_frame_begin()
+ * appends a header for TYPE with a placeholder length and stores its offset in *RET_START;
+ * append the payload to OUT; then msg_frame_end(OUT, START, R) with R the result of the
+ * appending (0 or a negative errno).  msg_frame_end() fills in the length and returns 0, or,
+ * when R < 0 or the frame is over its type's limit (as for the encoders: -EMSGSIZE), wipes
+ * and removes everything from START on and returns R or -EMSGSIZE.  msg_frame_begin()
+ * returns 0 or the errors of buf_put(). */
+int msg_frame_begin(struct buf *out, uint8_t type, size_t *ret_start);
+int msg_frame_end(struct buf *out, size_t start, int r);
 
 /* A received frame. */
 struct msg_frame {
@@ -157,11 +193,17 @@ struct msg_frame {
 int msg_frame_parse(enum msg_channel c, bool from_a, const uint8_t *p, size_t n, struct msg_frame *ret);
 
 /* Sends the frame(s) in BUF (exactly one frame) on FD, with FD_TO_PASS attached when ≥ 0.
- * Returns 0 or a negative errno (-EPIPE when the peer is gone). */
+ * Returns 0 or a negative errno (-EPIPE when the peer is gone).
+ * Details: -EINVAL when BUF is not exactly one frame (its length field disagrees with its
+ * size).  MSG_NOSIGNAL: no SIGPIPE.  EINTR is retried; -EAGAIN on a full non-blocking fd. */
 int msg_send(int fd, const struct buf *frame, int fd_to_pass);
 
 /* Receives one datagram from FD into BUF (sized msg_channel_max(C)) and parses it as
  * msg_frame_parse() does.  Returns 0, 0 with RET->type == 0 at end of stream (peer closed),
  * -EMSGSIZE for a truncated (oversized) datagram, -EAGAIN on a non-blocking fd with nothing
- * to read, or the errors of msg_frame_parse().  A received fd is closed on any error. */
+ * to read, or the errors of msg_frame_parse().  A received fd is closed on any error.
+ * Details: only MSG_CHANNEL carries an fd, and always one: an fd on any other frame, a
+ * MSG_CHANNEL without one, more than one fd or a truncated control message are -EPROTO.
+ * The fd is received with MSG_CMSG_CLOEXEC.  EINTR is retried.  -EINVAL when BUF_SIZE is
+ * smaller than a header.  *RET is untouched on failure. */
 int msg_recv(int fd, enum msg_channel c, bool from_a, uint8_t *buf, size_t buf_size, struct msg_frame *ret);

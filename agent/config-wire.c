@@ -1,0 +1,442 @@
+/* SPDX-License-Identifier: ISC */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/config-wire.h"
+#include "ipc/msg.h"
+#include "macro.h"
+
+_Static_assert(sizeof(uid_t) == sizeof(uint32_t) && sizeof(gid_t) == sizeof(uint32_t), "ids travel as u32");
+
+/* Marks a NULL module_dirs list where its count would be. */
+#define LIST_NULL UINT32_MAX
+
+/* refresh_status values are HTTP status codes. */
+#define STATUS_MIN 100
+#define STATUS_MAX 999
+
+/* ---- Invariants, checked on both sides ---------------------------------------------- */
+
+static bool principal_name_matches(const struct config_credential *cred, const struct config_principal *p) {
+        size_t n = strlen(cred->name);
+
+        return strncmp(p->full_name, cred->name, n) == 0 && p->full_name[n] == '.' &&
+               strcmp(p->full_name + n + 1, p->name) == 0;
+}
+
+/* Returns 0 or -EINVAL. */
+static int credential_check(const struct config_credential *cred) {
+        if (!cred->name || (unsigned) cred->client_auth > CLIENT_AUTH_POST)
+                return -EINVAL;
+        for (size_t i = 0; i < cred->n_refresh_status; i++)
+                if (cred->refresh_status[i] < STATUS_MIN || cred->refresh_status[i] > STATUS_MAX)
+                        return -EINVAL;
+        for (size_t i = 0; i < cred->n_principals; i++) {
+                const struct config_principal *p = cred->principals[i];
+
+                if (!p->name || !p->full_name || !principal_name_matches(cred, p))
+                        return -EINVAL;
+                /* Sorted by ascending sequence, which is unique within the credential. */
+                if (i > 0 && p->rule.sequence <= cred->principals[i - 1]->rule.sequence)
+                        return -EINVAL;
+        }
+        return 0;
+}
+
+/* Credential names are unique. */
+static int credentials_check(struct config_credential *const *creds, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < i; j++)
+                        if (strcmp(creds[i]->name, creds[j]->name) == 0)
+                                return -EINVAL;
+        return 0;
+}
+
+/* ---- Encoding ---------------------------------------------------------------------- */
+
+static int put_str(struct buf *b, const char *s) {
+        if (s && strlen(s) > CONFIG_WIRE_STRING_MAX)
+                return -EMSGSIZE;
+        return buf_put_str(b, s);
+}
+
+static int put_ids(struct buf *b, const uint32_t *ids, size_t n) {
+        int r;
+
+        if (n > CONFIG_WIRE_IDS_MAX)
+                return -EMSGSIZE;
+        r = buf_put_u32(b, (uint32_t) n);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = buf_put_u32(b, ids[i]);
+        return r;
+}
+
+static int encode_principal(const struct config_principal *p, struct buf *b) {
+        int r;
+
+        r = put_str(b, p->name);
+        if (r >= 0)
+                r = put_str(b, p->full_name);
+        if (r >= 0)
+                r = buf_put_u64(b, p->rule.sequence);
+        if (r >= 0)
+                r = buf_put_u8(b, p->rule.any_user);
+        if (r >= 0)
+                r = put_ids(b, (const uint32_t *) p->rule.uids, p->rule.n_uids);
+        if (r >= 0)
+                r = put_ids(b, (const uint32_t *) p->rule.gids, p->rule.n_gids);
+        if (r >= 0)
+                r = put_str(b, p->client_id);
+        if (r >= 0)
+                r = put_str(b, p->client_secret);
+        if (r >= 0)
+                r = put_str(b, p->file);
+        if (r >= 0)
+                r = buf_put_u32(b, p->line);
+        return r;
+}
+
+static int encode_credential(const struct config_credential *cred, struct buf *b) {
+        int r;
+
+        if (cred->n_refresh_status > CONFIG_WIRE_REFRESH_STATUS_MAX || cred->n_principals > CONFIG_WIRE_PRINCIPALS_MAX)
+                return -EMSGSIZE;
+
+        r = put_str(b, cred->name);
+        if (r >= 0)
+                r = put_str(b, cred->label);
+        if (r >= 0)
+                r = put_str(b, cred->token_url);
+        if (r >= 0)
+                r = buf_put_u8(b, (uint8_t) cred->client_auth);
+        if (r >= 0)
+                r = put_str(b, cred->scope);
+        if (r >= 0)
+                r = buf_put_u32(b, (uint32_t) cred->n_refresh_status);
+        for (size_t i = 0; r >= 0 && i < cred->n_refresh_status; i++)
+                r = buf_put_u32(b, (uint32_t) cred->refresh_status[i]);
+        if (r >= 0)
+                r = buf_put_u8(b, cred->allow_insecure_loopback);
+        if (r >= 0)
+                r = buf_put_u32(b, cred->default_ttl);
+        if (r >= 0)
+                r = buf_put_u32(b, cred->max_ttl);
+        if (r >= 0)
+                r = buf_put_u32(b, cred->connect_timeout);
+        if (r >= 0)
+                r = buf_put_u32(b, cred->timeout);
+        if (r >= 0)
+                r = put_str(b, cred->file);
+        if (r >= 0)
+                r = buf_put_u32(b, cred->line);
+        if (r >= 0)
+                r = buf_put_u32(b, (uint32_t) cred->n_principals);
+        for (size_t i = 0; r >= 0 && i < cred->n_principals; i++)
+                r = encode_principal(cred->principals[i], b);
+        return r;
+}
+
+static int encode_payload(const struct config *c, struct buf *b) {
+        size_t n_dirs = 0;
+        int r;
+
+        if (c->module_dirs)
+                while (c->module_dirs[n_dirs])
+                        n_dirs++;
+        if (n_dirs > CONFIG_WIRE_MODULE_DIRS_MAX || c->n_credentials > CONFIG_WIRE_CREDENTIALS_MAX)
+                return -EMSGSIZE;
+
+        r = put_str(b, c->path);
+        if (r >= 0)
+                r = put_str(b, c->socket);
+        if (r >= 0)
+                r = put_str(b, c->socket_group);
+        if (r >= 0)
+                r = buf_put_u32(b, (uint32_t) c->socket_gid);
+        if (r >= 0)
+                r = put_str(b, c->module);
+        if (r >= 0)
+                r = buf_put_u32(b, c->module_dirs ? (uint32_t) n_dirs : LIST_NULL);
+        for (size_t i = 0; r >= 0 && i < n_dirs; i++)
+                r = put_str(b, c->module_dirs[i]);
+        if (r >= 0)
+                r = put_str(b, c->token);
+        if (r >= 0)
+                r = put_str(b, c->pin_source);
+        if (r >= 0)
+                r = put_str(b, c->ca_file);
+        if (r >= 0)
+                r = buf_put_u32(b, (uint32_t) c->n_credentials);
+        for (size_t i = 0; r >= 0 && i < c->n_credentials; i++)
+                r = encode_credential(c->credentials[i], b);
+        return r;
+}
+
+int config_encode(const struct config *c, struct buf *out) {
+        size_t start;
+        int r;
+
+        for (size_t i = 0; i < c->n_credentials; i++) {
+                r = credential_check(c->credentials[i]);
+                if (r < 0)
+                        return r;
+        }
+        r = credentials_check(c->credentials, c->n_credentials);
+        if (r < 0)
+                return r;
+
+        r = msg_frame_begin(out, MSG_CONFIG, &start);
+        if (r < 0)
+                return r;
+        r = encode_payload(c, out);
+        return msg_frame_end(out, start, r);
+}
+
+/* ---- Decoding ---------------------------------------------------------------------- */
+
+static int get_str(struct buf *b, char **ret) {
+        return buf_get_str(b, CONFIG_WIRE_STRING_MAX, ret);
+}
+
+static int get_str_required(struct buf *b, char **ret) {
+        char *s = NULL;
+        int r = get_str(b, &s);
+
+        if (r < 0)
+                return r;
+        if (!s)
+                return -EBADMSG;
+        *ret = s;
+        return 0;
+}
+
+static int get_bool(struct buf *b, bool *ret) {
+        uint8_t v;
+        int r = buf_get_u8(b, &v);
+
+        if (r < 0)
+                return r;
+        if (v > 1)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
+/* A u32 count of at most MAX items of at least ITEM_SIZE bytes each still in B. */
+static int get_count(struct buf *b, size_t max, size_t item_size, size_t *ret) {
+        uint32_t n;
+        int r = buf_get_u32(b, &n);
+
+        if (r < 0)
+                return r;
+        if (n > max || (size_t) n > buf_remaining(b) / item_size)
+                return -EBADMSG;
+        *ret = n;
+        return 0;
+}
+
+static int get_ids(struct buf *b, uint32_t **ret, size_t *ret_n) {
+        _cleanup_free_ uint32_t *ids = NULL;
+        size_t n;
+        int r;
+
+        r = get_count(b, CONFIG_WIRE_IDS_MAX, sizeof(uint32_t), &n);
+        if (r < 0)
+                return r;
+        if (n > 0) {
+                ids = calloc(n, sizeof *ids);
+                if (!ids)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                r = buf_get_u32(b, &ids[i]);
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(ids);
+        *ret_n = n;
+        return 0;
+}
+
+/* Smallest encodings, for sanity checks of counts against the bytes left. */
+#define STR_MIN 4
+#define PRINCIPAL_MIN (2 * STR_MIN + 8 + 1 + 4 + 4 + 3 * STR_MIN + 4)
+#define CREDENTIAL_MIN (2 * STR_MIN + STR_MIN + 1 + STR_MIN + 4 + 1 + 4 * 4 + STR_MIN + 4 + 4)
+
+/* Fills P (zeroed, owned by the credential being built: freed by config_free()). */
+static int decode_principal(struct buf *b, struct config_principal *p) {
+        int r;
+
+        r = get_str_required(b, &p->name);
+        if (r >= 0)
+                r = get_str_required(b, &p->full_name);
+        if (r >= 0)
+                r = buf_get_u64(b, &p->rule.sequence);
+        if (r >= 0)
+                r = get_bool(b, &p->rule.any_user);
+        if (r >= 0)
+                r = get_ids(b, (uint32_t **) &p->rule.uids, &p->rule.n_uids);
+        if (r >= 0)
+                r = get_ids(b, (uint32_t **) &p->rule.gids, &p->rule.n_gids);
+        if (r >= 0)
+                r = get_str(b, &p->client_id);
+        if (r >= 0)
+                r = get_str(b, &p->client_secret);
+        if (r >= 0)
+                r = get_str(b, &p->file);
+        if (r >= 0)
+                r = buf_get_u32(b, &p->line);
+        return r;
+}
+
+static int decode_credential(struct buf *b, struct config_credential *cred) {
+        uint8_t client_auth;
+        size_t n;
+        int r;
+
+        r = get_str_required(b, &cred->name);
+        if (r >= 0)
+                r = get_str(b, &cred->label);
+        if (r >= 0)
+                r = get_str(b, &cred->token_url);
+        if (r >= 0)
+                r = buf_get_u8(b, &client_auth);
+        if (r < 0)
+                return r;
+        if (client_auth > CLIENT_AUTH_POST)
+                return -EBADMSG;
+        cred->client_auth = (enum client_auth) client_auth;
+        r = get_str(b, &cred->scope);
+        if (r >= 0)
+                r = get_count(b, CONFIG_WIRE_REFRESH_STATUS_MAX, sizeof(uint32_t), &n);
+        if (r < 0)
+                return r;
+        if (n > 0) {
+                cred->refresh_status = calloc(n, sizeof *cred->refresh_status);
+                if (!cred->refresh_status)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                uint32_t v;
+
+                r = buf_get_u32(b, &v);
+                if (r < 0)
+                        return r;
+                if (v < STATUS_MIN || v > STATUS_MAX)
+                        return -EBADMSG;
+                cred->refresh_status[cred->n_refresh_status++] = (int) v;
+        }
+        r = get_bool(b, &cred->allow_insecure_loopback);
+        if (r >= 0)
+                r = buf_get_u32(b, &cred->default_ttl);
+        if (r >= 0)
+                r = buf_get_u32(b, &cred->max_ttl);
+        if (r >= 0)
+                r = buf_get_u32(b, &cred->connect_timeout);
+        if (r >= 0)
+                r = buf_get_u32(b, &cred->timeout);
+        if (r >= 0)
+                r = get_str(b, &cred->file);
+        if (r >= 0)
+                r = buf_get_u32(b, &cred->line);
+        if (r >= 0)
+                r = get_count(b, CONFIG_WIRE_PRINCIPALS_MAX, PRINCIPAL_MIN, &n);
+        if (r < 0)
+                return r;
+        if (n > 0) {
+                cred->principals = calloc(n, sizeof *cred->principals);
+                cred->rules = calloc(n, sizeof *cred->rules);
+                if (!cred->principals || !cred->rules)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct config_principal *p = calloc(1, sizeof *p);
+
+                if (!p)
+                        return -ENOMEM;
+                p->credential = cred;
+                cred->principals[cred->n_principals++] = p;
+                cred->rules[i] = &p->rule;
+                r = decode_principal(b, p);
+                if (r < 0)
+                        return r;
+        }
+        return credential_check(cred) < 0 ? -EBADMSG : 0;
+}
+
+static int decode_payload(struct buf *b, struct config *c) {
+        uint32_t n_dirs;
+        size_t n;
+        int r;
+
+        r = get_str(b, &c->path);
+        if (r >= 0)
+                r = get_str(b, &c->socket);
+        if (r >= 0)
+                r = get_str(b, &c->socket_group);
+        if (r >= 0)
+                r = buf_get_u32(b, &c->socket_gid);
+        if (r >= 0)
+                r = get_str(b, &c->module);
+        if (r >= 0)
+                r = buf_get_u32(b, &n_dirs);
+        if (r < 0)
+                return r;
+        if (n_dirs != LIST_NULL) {
+                if (n_dirs > CONFIG_WIRE_MODULE_DIRS_MAX || n_dirs > buf_remaining(b) / STR_MIN)
+                        return -EBADMSG;
+                c->module_dirs = calloc(n_dirs + 1, sizeof *c->module_dirs);
+                if (!c->module_dirs)
+                        return -ENOMEM;
+                /* Kept NULL-terminated as it fills, so config_free() works at any point. */
+                for (size_t i = 0; i < n_dirs; i++) {
+                        r = get_str_required(b, &c->module_dirs[i]);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        r = get_str(b, &c->token);
+        if (r >= 0)
+                r = get_str(b, &c->pin_source);
+        if (r >= 0)
+                r = get_str(b, &c->ca_file);
+        if (r >= 0)
+                r = get_count(b, CONFIG_WIRE_CREDENTIALS_MAX, CREDENTIAL_MIN, &n);
+        if (r < 0)
+                return r;
+        if (n > 0) {
+                c->credentials = calloc(n, sizeof *c->credentials);
+                if (!c->credentials)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct config_credential *cred = calloc(1, sizeof *cred);
+
+                if (!cred)
+                        return -ENOMEM;
+                c->credentials[c->n_credentials++] = cred;
+                r = decode_credential(b, cred);
+                if (r < 0)
+                        return r;
+        }
+        if (buf_remaining(b) > 0)
+                return -EBADMSG;
+        return credentials_check(c->credentials, c->n_credentials) < 0 ? -EBADMSG : 0;
+}
+
+int config_decode(const uint8_t *p, size_t n, struct config **ret) {
+        _cleanup_(config_freep) struct config *c = NULL;
+        struct buf b;
+        int r;
+
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        buf_view(&b, p, n);
+        r = decode_payload(&b, c);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(c);
+        return 0;
+}
