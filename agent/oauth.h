@@ -59,31 +59,52 @@ struct oauth_request {
 
 /* Appends S (LEN bytes) to OUT encoded as application/x-www-form-urlencoded per RFC 6749
  * Appendix B / HTML5: ASCII alphanumerics and "*-._" kept, space → "+", every other byte
- * → "%XX" (upper-case hex).  Returns 0 or -EMSGSIZE when OUT is too small. */
+ * → "%XX" (upper-case hex; "~" too).  Returns 0 or -EMSGSIZE when OUT is too small (OUT is
+ * then unchanged), -EINVAL when S is NULL with LEN > 0. */
 int oauth_form_urlencode(const void *s, size_t len, struct secbuf *out);
 
 /* Builds the value of the Authorization header for client_secret_basic (RFC 6749 §2.3.1):
- * "Basic " + Base64(urlencode(CLIENT_ID) ":" urlencode(SECRET)), with OpenSSL's Base64,
- * into a new secbuf stored in *RET.  Returns 0, -EMSGSIZE or -ENOMEM. */
+ * "Basic " + Base64(urlencode(CLIENT_ID) ":" urlencode(SECRET)), with OpenSSL's Base64 (one
+ * line, no newline), into a new secbuf stored in *RET (free with secbuf_free()).  Returns 0,
+ * -EMSGSIZE (the result would not fit in one secbuf), -ENOMEM, or -EINVAL for a NULL
+ * argument. */
 int oauth_basic_authorization(const char *client_id, const struct secbuf *secret, struct secbuf **ret);
 
 /* Builds the application/x-www-form-urlencoded body of the token request into a new secbuf:
  * "grant_type=client_credentials" [+ "&scope=…"] and, for CLIENT_AUTH_POST,
- * "&client_id=…&client_secret=…".  Returns 0, -EMSGSIZE or -ENOMEM. */
+ * "&client_id=…&client_secret=…".  A NULL or empty scope sends no scope parameter; for
+ * CLIENT_AUTH_BASIC the body holds neither client id nor secret.  Returns 0, -EMSGSIZE,
+ * -ENOMEM, or -EINVAL (CLIENT_AUTH_POST without client id or secret). */
 int oauth_token_request_body(const struct oauth_request *req, struct secbuf **ret);
 
 /* Parses a token endpoint answer (HTTP status HTTP_STATUS, Content-Type CONTENT_TYPE which
- * may be NULL, BODY of LEN bytes) per RFC 6749 §5.1/§5.2 into *RET (cleared first).
+ * may be NULL, BODY of LEN bytes) per RFC 6749 §5.1/§5.2 into *RET, which is zeroed first
+ * (not freed: call oauth_result_clear() on a result that is being reused).
  * Rules (documented in the README):
+ *  - The body must be exactly one JSON value (json-c, strict, UTF-8 checked, nesting ≤ 16):
+ *    leading/trailing JSON whitespace is allowed, anything else after it (a second
+ *    object, a NUL) is malformed.  The Content-Type need not say JSON (some IdPs send
+ *    text/plain); it only picks the description of a body that does not parse.  A body
+ *    longer than OAUTH_RESPONSE_MAX → OAUTH_BAD_RESPONSE.
  *  - 200 with a JSON object: access_token a non-empty string ≤ OAUTH_TOKEN_MAX of
- *    visible ASCII; token_type "Bearer" compared case-insensitively, anything else or missing
- *    → OAUTH_BAD_RESPONSE; expires_in a JSON integer, a finite JSON number (truncated), or a
- *    string of 1–20 digits; absent or null → DEFAULT_TTL; zero or negative → OAUTH_BAD_RESPONSE;
- *    larger than MAX_TTL (including values that overflow) → MAX_TTL; scope a string if present.
- *  - 400/401 (any 4xx) with a JSON object holding a string "error" → OAUTH_IDP_ERROR with
- *    that code (sanitised);
- *  - anything else (HTML, truncated JSON, 3xx, 5xx, 2xx other than 200) → OAUTH_BAD_RESPONSE.
- * Returns 0 when *RET was filled (whatever the outcome), -ENOMEM otherwise.
+ *    visible ASCII (%x21-7E: no space, no control character, no NUL); token_type "Bearer"
+ *    compared case-insensitively, anything else or missing → OAUTH_BAD_RESPONSE; expires_in
+ *    a JSON integer, a finite JSON number (truncated toward zero: below 1 is zero), or a
+ *    string of 1–20 ASCII digits (no sign, space or unit; a longer string is refused);
+ *    absent or null → DEFAULT_TTL; zero or negative → OAUTH_BAD_RESPONSE; NaN/±Infinity,
+ *    booleans, arrays, objects → OAUTH_BAD_RESPONSE; larger than MAX_TTL (including values
+ *    that overflow int64/uint64, which json-c saturates) → MAX_TTL; DEFAULT_TTL is clamped
+ *    to MAX_TTL as well.  scope: absent or null → NULL; a string of printable ASCII
+ *    (%x20-7E) ≤ OAUTH_TOKEN_MAX bytes → copied (also when empty); anything else →
+ *    OAUTH_BAD_RESPONSE.  Other members are ignored.
+ *  - 4xx (400, 401, 429, …) with a JSON object holding a string "error" → OAUTH_IDP_ERROR with
+ *    that code sanitised: bytes outside %x20-21/%x23-5B/%x5D-7E dropped, the rest capped at
+ *    OAUTH_ERROR_CODE_MAX; an "error" that sanitises to nothing counts as absent.
+ *  - anything else (HTML, truncated JSON, 3xx, 5xx, 2xx other than 200, a 4xx without a
+ *    usable "error") → OAUTH_BAD_RESPONSE.
+ * The description never quotes the body, except the sanitised error code.
+ * Returns 0 when *RET was filled (whatever the outcome), -ENOMEM otherwise (then *RET says
+ * OAUTH_LOCAL_ERROR "out of memory" and owns nothing).
  * Pure: no I/O, no logging; takes untrusted bytes (fuzzed). */
 int oauth_parse_token_response(long http_status, const char *content_type, const uint8_t *body, size_t len,
                                uint32_t default_ttl, uint32_t max_ttl, struct oauth_result *ret);
@@ -91,11 +112,20 @@ int oauth_parse_token_response(long http_status, const char *content_type, const
 /* Runs one token request with libcurl (blocking; call from a worker thread).  The Basic
  * header and the body live in locked secbufs and are wiped when the transfer ends; no
  * libcurl option that copies the secret into libcurl's heap is used.  ABORT, if not NULL,
- * is polled during the transfer: when it becomes non-zero the transfer stops with
- * OAUTH_TIMEOUT.  Fills *RET (cleared first).  Returns 0 when *RET holds an outcome,
- * -ENOMEM otherwise.  Needs oauth_global_init() once per process. */
+ * is polled during the transfer (libcurl's progress callback: at least about once a
+ * second): when it becomes non-zero the transfer stops with OAUTH_TIMEOUT.  Fills *RET
+ * (zeroed first, as for oauth_parse_token_response()).  TOKEN_URL must be https, or http
+ * to an IP literal in 127.0.0.0/8 or [::1] with ALLOW_INSECURE_LOOPBACK, and carry no user
+ * information; otherwise OAUTH_LOCAL_ERROR without any connection.  No proxy, no
+ * redirect, HTTP/1.1, TLS ≥ 1.2; with CA_FILE only that bundle is trusted.
+ * Returns 0 when *RET holds an outcome, -ENOMEM otherwise (then *RET also says
+ * OAUTH_LOCAL_ERROR "out of memory").  Needs oauth_global_init() once per process. */
 int oauth_fetch(const struct oauth_request *req, const volatile int *abort, struct oauth_result *ret);
 
-/* curl_global_init(CURL_GLOBAL_DEFAULT).  Returns 0 or -EIO. */
+/* curl_global_init_mem(CURL_GLOBAL_DEFAULT, …) with allocator wrappers that wipe every
+ * block libcurl frees (or leaves behind in a realloc), so libcurl's copies of request and
+ * answer do not outlive a transfer in freed heap.  Call it before anything else in the
+ * process initialises libcurl (otherwise it is a no-op for the allocator).  Returns 0 or
+ * -EIO. */
 int oauth_global_init(void);
 void oauth_global_cleanup(void);

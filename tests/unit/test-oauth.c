@@ -28,6 +28,7 @@
 
 #include "agent/oauth.h"
 #include "build-config.h"
+#include "log.h"
 #include "secmem.h"
 
 /* The secret and client id of the brief, and their encodings worked out by hand:
@@ -960,6 +961,84 @@ static void test_fetch_abort(void **state) {
         check_fetch_outcome(SERVE_SILENT, "", 0, 10, &abort_flag, OAUTH_TIMEOUT, 0, "token request aborted", 4);
 }
 
+/* Debug logging of fetches: outcomes, a fingerprint of the token and an excerpt of a
+ * non-JSON body appear; never a token, a secret, the Basic header or JSON body text. */
+static void log_fetch(const char *answer_body, const char *content_type, const char *status_line,
+                      enum client_auth auth, enum oauth_outcome outcome) {
+        _cleanup_secbuf_ struct secbuf *secret = secbuf_from_str(SECRET);
+        struct oauth_request req;
+        struct oauth_result r = {};
+        struct server s;
+        char headers[128], *answer, *got;
+        size_t alen;
+        int status;
+
+        snprintf(headers, sizeof headers, "Content-Type: %s\r\n", content_type);
+        answer = http_answer(status_line, headers, answer_body, strlen(answer_body), &alen);
+        server_start(&s, SERVE_ANSWER, answer, alen, NULL);
+        request_init(&req, s.url, auth, secret);
+        assert_int_equal(oauth_fetch(&req, NULL, &r), 0);
+        got = server_finish(&s, &status);
+        assert_int_equal(r.outcome, outcome);
+        oauth_result_clear(&r);
+        free(got);
+        free(answer);
+}
+
+static void test_fetch_logs(void **state) {
+        char path[] = "/tmp/test-oauth-log-XXXXXX", fp[9], *log;
+        int fd = mkstemp(path), saved = dup(STDERR_FILENO), level = log_get_max_level();
+        struct stat st;
+        ssize_t n;
+
+        assert_true(fd >= 0);
+        assert_true(saved >= 0);
+        assert_int_equal(unlink(path), 0);
+        fflush(stderr);
+        assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+        log_set_max_level(LOG_DEBUG);
+
+        log_fetch("{\"access_token\":\"tok-logged\",\"token_type\":\"Bearer\",\"expires_in\":60,\"x\":\"MARK\"}",
+                  "application/json", "200 OK", CLIENT_AUTH_BASIC, OAUTH_OK);
+        log_fetch("{\"access_token\":\"tok-logged\",\"token_type\":\"Bearer\",\"expires_in\":60}", "application/json",
+                  "200 OK", CLIENT_AUTH_POST, OAUTH_OK);
+        log_fetch("{\"error\":\"invalid_client\",\"error_description\":\"MARK " SECRET "\"}", "application/json",
+                  "401 Unauthorized", CLIENT_AUTH_BASIC, OAUTH_IDP_ERROR);
+        /* JSON, truncated: it may hold a token prefix, so no excerpt */
+        log_fetch("{\"access_token\":\"tok-truncated-MARK", "application/json", "200 OK", CLIENT_AUTH_BASIC,
+                  OAUTH_BAD_RESPONSE);
+        log_fetch("{\"token_type\":\"mac\",\"access_token\":\"tok-wrongtype\"}", "application/json", "200 OK",
+                  CLIENT_AUTH_BASIC, OAUTH_BAD_RESPONSE);
+        /* an HTML page that echoes the secret: no excerpt either */
+        log_fetch("<html>echo: " SECRET "</html>", "text/html", "400 Bad Request", CLIENT_AUTH_POST,
+                  OAUTH_BAD_RESPONSE);
+        /* an ordinary HTML page: its beginning is quoted, escaped */
+        log_fetch("<html>\"Please\" sign in\n</html>", "text/html", "200 OK", CLIENT_AUTH_BASIC, OAUTH_BAD_RESPONSE);
+
+        log_set_max_level(level);
+        fflush(stderr);
+        assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+        close(saved);
+
+        assert_int_equal(fstat(fd, &st), 0);
+        log = calloc(1, (size_t) st.st_size + 1);
+        assert_non_null(log);
+        n = pread(fd, log, (size_t) st.st_size, 0);
+        assert_int_equal(n, st.st_size);
+        close(fd);
+        fputs(log, stdout);
+
+        assert_non_null(strstr(log, "<html>\\\"Please\\\" sign in\\x0a</html>"));
+        assert_non_null(strstr(log, log_fingerprint("tok-logged", strlen("tok-logged"), fp)));
+        assert_null(strstr(log, "tok-"));
+        assert_null(strstr(log, "MARK"));
+        assert_null(strstr(log, "p@ss"));
+        assert_null(strstr(log, SECRET_ENC));
+        assert_null(strstr(log, "bXklM0Fj")); /* the Basic credentials */
+        assert_null(strstr(log, "echo:"));
+        free(log);
+}
+
 static void test_fetch_refused(void **state) {
         _cleanup_secbuf_ struct secbuf *secret = secbuf_from_str(SECRET);
         struct oauth_request req;
@@ -1178,6 +1257,7 @@ int main(void) {
                 cmocka_unit_test(test_fetch_timeout),
                 cmocka_unit_test(test_fetch_abort),
                 cmocka_unit_test(test_fetch_refused),
+                cmocka_unit_test(test_fetch_logs),
                 cmocka_unit_test(test_fetch_url_checks),
                 cmocka_unit_test(test_fetch_tls_untrusted),
                 cmocka_unit_test(test_fetch_tls_trusted),
