@@ -85,3 +85,34 @@ def test_slow_idp_does_not_block_other_callers(agents, catalogue, idp):
     assert slow["r"].status == 200, slow["r"]
     assert slow["r"].json["access_token"].startswith("fault-slow-")
     assert slow["r"].elapsed >= 4.5
+
+
+def test_concurrent_failing_fetches_do_not_crash_the_agent(agents, catalogue, idp):
+    """Errors are not cached, so every round of callers starts a fetch whose answer reaches
+    the waiters from a fetch thread: 8 callers, 300 requests each, against an endpoint that
+    answers HTML. Every answer is 502 and the agent is still there afterwards."""
+    agent = agents.start("churn", [cred_of(catalogue["FHtml.Main"], idp.fault_url("html"))], idp.ca_file)
+    statuses = {}
+    lock = threading.Lock()
+
+    def call():
+        for _ in range(300):
+            try:
+                s = agent.token("FHtml", timeout=10).status
+            except OSError as e:  # includes http.client's RemoteDisconnected
+                s = type(e).__name__
+            with lock:
+                statuses[s] = statuses.get(s, 0) + 1
+            if not agent.running():
+                return
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    rc = agent.proc.poll()
+    assert rc is None, "the agent died (exit status %s) after %s; log tail:\n%s" % (
+        rc, statuses, agent.log()[-600:])
+    assert statuses == {502: 8 * 300}, statuses
+    assert idp.stats()["fault_requests"]["html"] >= 1
