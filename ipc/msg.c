@@ -258,7 +258,7 @@ int msg_hello_decode(const uint8_t *p, size_t n, struct msg_hello *ret) {
         if (r >= 0)
                 r = get_end(&b);
         if (r < 0) {
-                *ret = (struct msg_hello) {};
+                memset(ret, 0, sizeof *ret);
                 return r;
         }
         *ret = m;
@@ -342,7 +342,7 @@ int msg_fetch_decode(const uint8_t *p, size_t n, struct msg_fetch *ret) {
                 r = get_end(&b);
         if (r < 0) {
                 msg_fetch_clear(&m);
-                *ret = m;
+                memset(ret, 0, sizeof *ret);
                 return r;
         }
         *ret = m;
@@ -422,7 +422,7 @@ int msg_fetch_done_decode(const uint8_t *p, size_t n, struct msg_fetch_done *ret
                 r = -EBADMSG;
         if (r < 0) {
                 msg_fetch_done_clear(&m);
-                *ret = m;
+                memset(ret, 0, sizeof *ret);
                 return r;
         }
         *ret = m;
@@ -481,7 +481,10 @@ int msg_grant_decode(const uint8_t *p, size_t n, struct msg_grant *ret) {
         struct msg_grant m = {};
         int r = fetch_uri_decode(p, n, &m.fetch_id, &m.client_secret_uri);
 
-        *ret = r < 0 ? (struct msg_grant) {} : m;
+        if (r < 0)
+                memset(ret, 0, sizeof *ret);
+        else
+                *ret = m;
         return r;
 }
 
@@ -498,7 +501,10 @@ int msg_secret_request_decode(const uint8_t *p, size_t n, struct msg_secret_requ
         struct msg_secret_request m = {};
         int r = fetch_uri_decode(p, n, &m.fetch_id, &m.client_secret_uri);
 
-        *ret = r < 0 ? (struct msg_secret_request) {} : m;
+        if (r < 0)
+                memset(ret, 0, sizeof *ret);
+        else
+                *ret = m;
         return r;
 }
 
@@ -563,7 +569,7 @@ int msg_secret_decode(const uint8_t *p, size_t n, struct msg_secret *ret) {
                 r = -EBADMSG;
         if (r < 0) {
                 msg_secret_clear(&m);
-                *ret = m;
+                memset(ret, 0, sizeof *ret);
                 return r;
         }
         if (m.secret_len == 0)
@@ -603,7 +609,10 @@ int msg_channel_fd_decode(const uint8_t *p, size_t n, struct msg_channel_fd *ret
                 r = -EBADMSG;
         if (r >= 0)
                 r = get_end(&b);
-        *ret = r < 0 ? (struct msg_channel_fd) {} : m;
+        if (r < 0)
+                memset(ret, 0, sizeof *ret);
+        else
+                *ret = m;
         return r;
 }
 
@@ -635,7 +644,7 @@ int msg_config_done_decode(const uint8_t *p, size_t n, struct msg_config_done *r
                 r = get_end(&b);
         if (r < 0) {
                 msg_config_done_clear(&m);
-                *ret = m;
+                memset(ret, 0, sizeof *ret);
                 return r;
         }
         *ret = m;
