@@ -17,7 +17,7 @@ packages=(
         # run: the PKCS#11 token and p11-kit's modules
         p11-kit p11-kit-modules softhsm2
         # tests and quickstart: CA tooling, pytest, sanitizer runtime
-        openssl ca-certificates python3 python3-pytest procps
+        openssl ca-certificates python3 python3-pytest procps systemd
 )
 
 export DEBIAN_FRONTEND=noninteractive
