@@ -1,0 +1,747 @@
+/* SPDX-License-Identifier: ISC */
+/* agent/config-wire: a loaded config survives MSG_CONFIG field for field; malformed
+ * payloads and configs a load never makes are refused. */
+#include <errno.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "agent/config-wire.h"
+#include "agent/config.h"
+#include "ipc/msg.h"
+
+/* ---- Deep equality, field by field ------------------------------------------------- */
+
+static void str_eq(const char *a, const char *b) {
+        if (!a || !b) {
+                assert_null(a);
+                assert_null(b);
+                return;
+        }
+        assert_ptr_not_equal(a, b); /* a copy, not shared */
+        assert_string_equal(a, b);
+}
+
+static void ids_eq(const uint32_t *a, size_t na, const uint32_t *b, size_t nb) {
+        assert_int_equal(na, nb);
+        for (size_t i = 0; i < na; i++)
+                assert_int_equal(a[i], b[i]);
+}
+
+static void principal_eq(const struct config_principal *a, const struct config_principal *b) {
+        str_eq(a->name, b->name);
+        str_eq(a->full_name, b->full_name);
+        assert_true(a->rule.sequence == b->rule.sequence);
+        assert_int_equal(a->rule.any_user, b->rule.any_user);
+        ids_eq((const uint32_t *) a->rule.uids, a->rule.n_uids, (const uint32_t *) b->rule.uids, b->rule.n_uids);
+        ids_eq((const uint32_t *) a->rule.gids, a->rule.n_gids, (const uint32_t *) b->rule.gids, b->rule.n_gids);
+        str_eq(a->client_id, b->client_id);
+        str_eq(a->client_secret, b->client_secret);
+        str_eq(a->file, b->file);
+        assert_int_equal(a->line, b->line);
+}
+
+static void credential_eq(const struct config_credential *a, const struct config_credential *b) {
+        str_eq(a->name, b->name);
+        str_eq(a->label, b->label);
+        str_eq(a->token_url, b->token_url);
+        assert_int_equal(a->client_auth, b->client_auth);
+        str_eq(a->scope, b->scope);
+        assert_int_equal(a->n_refresh_status, b->n_refresh_status);
+        for (size_t i = 0; i < a->n_refresh_status; i++)
+                assert_int_equal(a->refresh_status[i], b->refresh_status[i]);
+        assert_int_equal(a->allow_insecure_loopback, b->allow_insecure_loopback);
+        assert_int_equal(a->default_ttl, b->default_ttl);
+        assert_int_equal(a->max_ttl, b->max_ttl);
+        assert_int_equal(a->connect_timeout, b->connect_timeout);
+        assert_int_equal(a->timeout, b->timeout);
+        str_eq(a->file, b->file);
+        assert_int_equal(a->line, b->line);
+        assert_int_equal(a->n_principals, b->n_principals);
+        for (size_t i = 0; i < a->n_principals; i++) {
+                principal_eq(a->principals[i], b->principals[i]);
+                /* The links of the decoded side point into the decoded side. */
+                assert_ptr_equal(b->principals[i]->credential, b);
+                assert_ptr_equal(b->rules[i], &b->principals[i]->rule);
+        }
+        if (a->n_principals == 0) {
+                assert_null(b->principals);
+                assert_null(b->rules);
+        }
+}
+
+static void config_eq(const struct config *a, const struct config *b) {
+        size_t n = 0;
+
+        assert_ptr_not_equal(a, b);
+        str_eq(a->path, b->path);
+        str_eq(a->socket, b->socket);
+        str_eq(a->socket_group, b->socket_group);
+        assert_int_equal(a->socket_gid, b->socket_gid);
+        str_eq(a->module, b->module);
+        if (!a->module_dirs)
+                assert_null(b->module_dirs);
+        else {
+                assert_non_null(b->module_dirs);
+                for (; a->module_dirs[n]; n++)
+                        str_eq(a->module_dirs[n], b->module_dirs[n]);
+                assert_null(b->module_dirs[n]);
+        }
+        str_eq(a->token, b->token);
+        str_eq(a->pin_source, b->pin_source);
+        str_eq(a->ca_file, b->ca_file);
+        assert_int_equal(a->n_credentials, b->n_credentials);
+        for (size_t i = 0; i < a->n_credentials; i++)
+                credential_eq(a->credentials[i], b->credentials[i]);
+}
+
+/* Encodes C as a frame, checks the frame is a MSG_CONFIG the front accepts from the
+ * supervisor, decodes it and checks equality and that re-encoding gives the same bytes. */
+static struct config *roundtrip(const struct config *c) {
+        struct config *d = NULL;
+        struct msg_frame f;
+        struct buf b, again;
+
+        buf_init(&b, msg_channel_max(CHAN_SUPER_FRONT));
+        assert_int_equal(config_encode(c, &b), 0);
+        assert_int_equal(msg_frame_parse(CHAN_SUPER_FRONT, true, b.data, b.len, &f), 0);
+        assert_int_equal(f.type, MSG_CONFIG);
+        assert_int_equal(config_decode(f.payload, f.len, &d), 0);
+        assert_non_null(d);
+        config_eq(c, d);
+
+        buf_init(&again, msg_channel_max(CHAN_SUPER_FRONT));
+        assert_int_equal(config_encode(d, &again), 0);
+        assert_int_equal(again.len, b.len);
+        assert_memory_equal(again.data, b.data, b.len);
+        buf_done(&again);
+        buf_done(&b);
+        return d;
+}
+
+/* ---- A config loaded from files ---------------------------------------------------- */
+
+static char dir[64];
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        return remove(path);
+}
+
+static void write_file(const char *name, const char *text) {
+        char path[256];
+        FILE *f;
+
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        f = fopen(path, "we");
+        assert_non_null(f);
+        assert_int_equal(fputs(text, f) >= 0, 1);
+        assert_int_equal(fclose(f), 0);
+}
+
+static int setup(void **state) {
+        char path[128];
+
+        strcpy(dir, "/tmp/test-config-wire-XXXXXX");
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/conf.d", dir);
+        assert_int_equal(mkdir(path, 0755), 0);
+        return 0;
+}
+
+static int teardown(void **state) {
+        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        return 0;
+}
+
+static void test_loaded_config(void **state) {
+        _cleanup_(config_freep) struct config *c = NULL, *d = NULL;
+        _cleanup_free_ char *errors = NULL, *main_conf = NULL;
+        const struct config_credential *cred;
+        char path[128], ca[128];
+        int r;
+
+        snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+        write_file("ca.pem", "test\n");
+        assert_true(asprintf(&main_conf,
+                "[agent]\n"
+                "socket = /run/credagent/wire.sock\n"
+                "socket_group = root\n"
+                "module = /usr/lib/softhsm/libsofthsm2.so\n"
+                "module_dirs = /usr/lib/softhsm /opt/pkcs11 /usr/local/lib\n"
+                "token = pkcs11:token=credagent\n"
+                "pin_source = file:/etc/credagent/pin\n"
+                "ca_file = %s\n"
+                "\n"
+                "[principal Billing_API.Later]\n"
+                "sequence = 30\n"
+                "client_id = billing-later\n"
+                "client_secret = pkcs11:token=credagent;object=Billing_API.Later;type=data\n"
+                "users = *\n"
+                "\n"
+                "[credential Billing_API]\n"
+                "label = Billing API (production)\n"
+                "token_url = http://127.0.0.1:8443/oauth2/token\n"
+                "allow_insecure_loopback = yes\n"
+                "client_auth = post\n"
+                "scope = billing:read billing:write\n"
+                "refresh_status = 403 419\n"
+                "default_ttl = 600\n"
+                "max_ttl = 3600\n"
+                "connect_timeout = 2\n"
+                "timeout = 30\n"
+                "\n"
+                "[principal Billing_API.Batch]\n"
+                "sequence = 5\n"
+                "client_id = billing-batch\n"
+                "client_secret = pkcs11:token=credagent;object=Billing_API.Batch;type=data\n"
+                "users = root 4242 daemon\n"
+                "groups = root 3000\n"
+                "\n"
+                "[credential Minimal]\n"
+                "token_url = https://idp.example.com/token\n",
+                ca) > 0);
+        write_file("credagent.conf", main_conf);
+        write_file("conf.d/10-ops.conf",
+                "[principal Billing_API.Ops]\n"
+                "sequence = 10\n"
+                "client_id = billing-ops\n"
+                "client_secret = pkcs11:object=ops\n"
+                "groups = 0 1 2\n"
+                "\n"
+                "[credential Reports]\n"
+                "token_url = https://idp.example.com/reports\n"
+                "scope = reports\n");
+        write_file("conf.d/20-reports.conf",
+                "[principal Reports.Anyone]\n"
+                "sequence = 18446744073709551614\n"
+                "client_id = reports\n"
+                "client_secret = pkcs11:object=reports\n"
+                "users = *\n"
+                "[principal Reports.Root]\n"
+                "sequence = 0\n"
+                "client_id = reports-root\n"
+                "client_secret = pkcs11:object=reports-root\n"
+                "users = 0\n");
+
+        snprintf(path, sizeof path, "%s/credagent.conf", dir);
+        r = config_load(path, 0, &c, &errors);
+        if (r < 0)
+                print_error("%s", errors ? errors : "(no errors)\n");
+        assert_int_equal(r, 0);
+
+        /* What was loaded is what this test is about: several of everything. */
+        assert_int_equal(c->n_credentials, 3);
+        assert_int_equal(c->credentials[0]->n_principals, 3);
+        assert_int_equal(c->credentials[1]->n_principals, 0);
+        assert_int_equal(c->credentials[2]->n_principals, 2);
+        assert_int_equal(c->credentials[0]->principals[0]->rule.n_uids, 3);
+
+        d = roundtrip(c);
+
+        /* The decoded config works with the lookups the front uses. */
+        cred = config_find_credential(d, "Reports");
+        assert_non_null(cred);
+        assert_ptr_equal(cred, d->credentials[2]);
+        assert_string_equal(cred->principals[0]->name, "Root");
+        assert_true(cred->principals[1]->rule.sequence == UINT64_MAX - 1);
+        assert_ptr_equal(config_find_principal(d, "Billing_API.Ops"), d->credentials[0]->principals[1]);
+        assert_string_equal(d->credentials[0]->principals[1]->file, c->credentials[0]->principals[1]->file);
+        assert_non_null(strstr(d->credentials[0]->principals[1]->file, "conf.d/10-ops.conf"));
+}
+
+/* ---- Hand-made configs ------------------------------------------------------------- */
+
+/* A small config in static storage (never freed): agent, credential "C" with principals
+ * C.P1 (sequence 1) and C.P2 (sequence 2). */
+struct fixture {
+        struct config c;
+        struct config_credential cred, *creds[1];
+        struct config_principal p[2], *ps[2];
+        const struct policy_rule *rules[2];
+        uid_t uids[2];
+        gid_t gids[1];
+        int refresh[1];
+        char *dirs[2];
+};
+
+static void fixture_init(struct fixture *x) {
+        *x = (struct fixture) {
+                .uids = { 0, 4242 },
+                .gids = { 3000 },
+                .refresh = { 403 },
+                .dirs = { (char *) "/usr/lib/softhsm", NULL },
+        };
+        x->p[0] = (struct config_principal) {
+                .name = (char *) "P1", .full_name = (char *) "C.P1", .credential = &x->cred,
+                .rule = { .sequence = 1, .uids = x->uids, .n_uids = 2, .gids = x->gids, .n_gids = 1 },
+                .client_id = (char *) "id1", .client_secret = (char *) "pkcs11:object=p1", .file = (char *) "f", .line = 3,
+        };
+        x->p[1] = (struct config_principal) {
+                .name = (char *) "P2", .full_name = (char *) "C.P2", .credential = &x->cred,
+                .rule = { .sequence = 2, .any_user = true },
+                .client_id = (char *) "id2", .client_secret = (char *) "pkcs11:object=p2", .file = (char *) "f", .line = 9,
+        };
+        x->ps[0] = &x->p[0];
+        x->ps[1] = &x->p[1];
+        x->rules[0] = &x->p[0].rule;
+        x->rules[1] = &x->p[1].rule;
+        x->cred = (struct config_credential) {
+                .name = (char *) "C", .token_url = (char *) "https://idp/token", .client_auth = CLIENT_AUTH_BASIC,
+                .refresh_status = x->refresh, .n_refresh_status = 1, .default_ttl = 300, .max_ttl = 600,
+                .connect_timeout = 5, .timeout = 15, .principals = x->ps, .rules = x->rules, .n_principals = 2,
+                .file = (char *) "f", .line = 1,
+        };
+        x->creds[0] = &x->cred;
+        x->c = (struct config) {
+                .path = (char *) "/etc/credagent/credagent.conf", .socket = (char *) "/run/s",
+                .module = (char *) "/usr/lib/softhsm/libsofthsm2.so", .module_dirs = x->dirs,
+                .token = (char *) "pkcs11:token=t", .pin_source = (char *) "file:/p",
+                .credentials = x->creds, .n_credentials = 1,
+        };
+}
+
+static void test_handmade_roundtrips(void **state) {
+        struct fixture x;
+        struct config *d;
+        uid_t *many;
+
+        /* The fixture as it is. */
+        fixture_init(&x);
+        d = roundtrip(&x.c);
+        config_free(d);
+
+        /* Every optional string NULL, no module_dirs list at all (not an empty one). */
+        fixture_init(&x);
+        x.c.path = x.c.socket = x.c.module = x.c.token = x.c.pin_source = NULL;
+        x.c.module_dirs = NULL;
+        x.cred.token_url = x.cred.file = NULL;
+        x.p[0].client_id = x.p[0].client_secret = x.p[0].file = NULL;
+        d = roundtrip(&x.c);
+        assert_null(d->module_dirs);
+        config_free(d);
+
+        /* An empty module_dirs list stays an empty list. */
+        fixture_init(&x);
+        x.dirs[0] = NULL;
+        d = roundtrip(&x.c);
+        assert_non_null(d->module_dirs);
+        assert_null(d->module_dirs[0]);
+        config_free(d);
+
+        /* Nothing but [agent]. */
+        fixture_init(&x);
+        x.c.n_credentials = 0;
+        x.c.credentials = NULL;
+        d = roundtrip(&x.c);
+        assert_null(d->credentials);
+        config_free(d);
+
+        /* The most ids a principal may have, and a status at each end of the range. */
+        fixture_init(&x);
+        many = calloc(CONFIG_WIRE_IDS_MAX, sizeof *many);
+        assert_non_null(many);
+        for (size_t i = 0; i < CONFIG_WIRE_IDS_MAX; i++)
+                many[i] = (uid_t) (i * 7919);
+        x.p[0].rule.uids = many;
+        x.p[0].rule.n_uids = CONFIG_WIRE_IDS_MAX;
+        x.refresh[0] = 999;
+        x.cred.client_auth = CLIENT_AUTH_POST;
+        x.cred.allow_insecure_loopback = true;
+        d = roundtrip(&x.c);
+        config_free(d);
+        free(many);
+}
+
+/* Expects config_encode() to fail with EXPECTED and leave OUT holding only its marker. */
+static void expect_encode_fails(const struct config *c, int expected) {
+        struct buf out;
+        int r;
+
+        buf_init(&out, 4 << 20);
+        assert_int_equal(buf_put(&out, "mark", 4), 0);
+        r = config_encode(c, &out);
+        if (r != expected)
+                print_error("config_encode returned %d, expected %d\n", r, expected);
+        assert_int_equal(r, expected);
+        assert_int_equal(out.len, 4);
+        assert_memory_equal(out.data, "mark", 4);
+        buf_done(&out);
+}
+
+static void test_encode_rejects(void **state) {
+        struct config_credential other, *two[2];
+        struct fixture x;
+        char *long_str;
+        uid_t *many;
+
+        fixture_init(&x);
+        x.cred.name = NULL;
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.p[1].name = NULL;
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.p[1].full_name = NULL;
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.p[1].full_name = (char *) "D.P2";     /* another credential's */
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.p[1].full_name = (char *) "C.P1";     /* not its own name */
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.p[1].full_name = (char *) "CP2";
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.p[1].rule.sequence = 1;               /* same sequence twice */
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.p[0].rule.sequence = 3;               /* not ascending */
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.cred.client_auth = (enum client_auth) 2;
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.refresh[0] = 99;
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.refresh[0] = 1000;
+        expect_encode_fails(&x.c, -EINVAL);
+
+        /* Duplicate credential names. */
+        fixture_init(&x);
+        other = (struct config_credential) { .name = (char *) "C" };
+        two[0] = &x.cred;
+        two[1] = &other;
+        x.c.credentials = two;
+        x.c.n_credentials = 2;
+        expect_encode_fails(&x.c, -EINVAL);
+
+        /* Over a cap. */
+        long_str = malloc(CONFIG_WIRE_STRING_MAX + 2);
+        assert_non_null(long_str);
+        memset(long_str, 'x', CONFIG_WIRE_STRING_MAX + 1);
+        long_str[CONFIG_WIRE_STRING_MAX + 1] = '\0';
+        fixture_init(&x);
+        x.p[1].client_secret = long_str;
+        expect_encode_fails(&x.c, -EMSGSIZE);
+        long_str[CONFIG_WIRE_STRING_MAX] = '\0'; /* exactly the cap is fine */
+        {
+                struct config *d = roundtrip(&x.c);
+                config_free(d);
+        }
+        free(long_str);
+
+        many = calloc(CONFIG_WIRE_IDS_MAX + 1, sizeof *many);
+        assert_non_null(many);
+        fixture_init(&x);
+        x.p[0].rule.gids = many;
+        x.p[0].rule.n_gids = CONFIG_WIRE_IDS_MAX + 1;
+        expect_encode_fails(&x.c, -EMSGSIZE);
+        /* Five principals of 65536 ids each are over the 1 MiB frame. */
+        {
+                struct config_principal ps[5], *pp[5];
+                const struct policy_rule *rules[5];
+                char names[5][8], full[5][8];
+
+                fixture_init(&x);
+                for (int i = 0; i < 5; i++) {
+                        snprintf(names[i], sizeof names[i], "P%d", i);
+                        snprintf(full[i], sizeof full[i], "C.P%d", i);
+                        ps[i] = (struct config_principal) {
+                                .name = names[i], .full_name = full[i], .credential = &x.cred,
+                                .rule = { .sequence = (uint64_t) i, .uids = many, .n_uids = CONFIG_WIRE_IDS_MAX },
+                        };
+                        pp[i] = &ps[i];
+                        rules[i] = &ps[i].rule;
+                }
+                x.cred.principals = pp;
+                x.cred.rules = rules;
+                x.cred.n_principals = 5;
+                expect_encode_fails(&x.c, -EMSGSIZE);
+                x.cred.n_principals = 3; /* 768 KiB: fits */
+                {
+                        struct config *d = roundtrip(&x.c);
+                        config_free(d);
+                }
+        }
+        free(many);
+}
+
+/* ---- Decoder rejections ------------------------------------------------------------ */
+
+static void expect_decode_fails(const uint8_t *p, size_t n) {
+        struct config *d = (struct config *) 0x1; /* untouched on failure */
+        int r = config_decode(p, n, &d);
+
+        if (r != -EBADMSG)
+                print_error("config_decode returned %d for %zu bytes\n", r, n);
+        assert_int_equal(r, -EBADMSG);
+        assert_ptr_equal(d, (struct config *) 0x1);
+}
+
+/* The payload of C's encoding, as a malloc()ed copy in *RET / *RET_N. */
+static void payload_of(const struct config *c, uint8_t **ret, size_t *ret_n) {
+        struct buf b;
+
+        buf_init(&b, 4 << 20);
+        assert_int_equal(config_encode(c, &b), 0);
+        *ret_n = b.len - MSG_HEADER_SIZE;
+        *ret = malloc(*ret_n + 1);
+        assert_non_null(*ret);
+        memcpy(*ret, b.data + MSG_HEADER_SIZE, *ret_n);
+        buf_done(&b);
+}
+
+static void test_decode_truncated_and_trailing(void **state) {
+        struct fixture x;
+        uint8_t *p;
+        size_t n;
+
+        fixture_init(&x);
+        payload_of(&x.c, &p, &n);
+        for (size_t i = 0; i < n; i++)
+                expect_decode_fails(p, i);
+        p[n] = 0;
+        expect_decode_fails(p, n + 1);
+        free(p);
+}
+
+/* Finds the unique occurrence of NEEDLE in P[0..N); returns its offset. */
+static size_t find(const uint8_t *p, size_t n, const void *needle, size_t len) {
+        size_t at = SIZE_MAX;
+
+        for (size_t i = 0; i + len <= n; i++)
+                if (memcmp(p + i, needle, len) == 0) {
+                        assert_true(at == SIZE_MAX);
+                        at = i;
+                }
+        assert_true(at != SIZE_MAX);
+        return at;
+}
+
+static void put_be32(uint8_t *p, uint32_t v) {
+        p[0] = (uint8_t) (v >> 24);
+        p[1] = (uint8_t) (v >> 16);
+        p[2] = (uint8_t) (v >> 8);
+        p[3] = (uint8_t) v;
+}
+
+/* Patches one spot of the fixture's payload (found by a unique marker value) and expects
+ * the decoder to refuse it. */
+static void test_decode_rejects(void **state) {
+        struct fixture x;
+        uint8_t *p;
+        size_t n, at;
+
+        /* client_auth 2: its byte follows token_url ("https://idp/token"). */
+        fixture_init(&x);
+        payload_of(&x.c, &p, &n);
+        at = find(p, n, "https://idp/token", 17) + 17;
+        assert_int_equal(p[at], CLIENT_AUTH_BASIC);
+        p[at] = 2;
+        expect_decode_fails(p, n);
+        /* allow_insecure_loopback 2: after scope (NULL), the count 1 and the status 403. */
+        p[at] = CLIENT_AUTH_BASIC;
+        at = find(p, n, "\x00\x00\x00\x01\x00\x00\x01\x93", 8) + 8; /* n_refresh_status 1, 403 */
+        assert_int_equal(p[at], 0);
+        p[at] = 2;
+        expect_decode_fails(p, n);
+        p[at] = 0;
+        /* A refresh status out of range. */
+        put_be32(p + at - 4, 99);
+        expect_decode_fails(p, n);
+        put_be32(p + at - 4, 1000);
+        expect_decode_fails(p, n);
+        put_be32(p + at - 4, 403);
+        /* An embedded NUL in a string. */
+        at = find(p, n, "pkcs11:object=p1", 16);
+        p[at + 6] = '\0';
+        expect_decode_fails(p, n);
+        p[at + 6] = ':';
+        /* The principal's name changed so that full_name no longer matches. */
+        at = find(p, n, "\x00\x00\x00\x02P2", 6);
+        p[at + 5] = '3';
+        expect_decode_fails(p, n);
+        p[at + 5] = '2';
+        /* Its sequence made equal to the first's. */
+        at = find(p, n, "C.P2", 4) + 4;
+        assert_int_equal(p[at + 7], 2);
+        p[at + 7] = 1;
+        expect_decode_fails(p, n);
+        p[at + 7] = 2;
+        /* any_user 2. */
+        assert_int_equal(p[at + 8], 1);
+        p[at + 8] = 2;
+        expect_decode_fails(p, n);
+        p[at + 8] = 1;
+        /* A required name sent as NULL: the credential's "C" (count 1, 'C', then the NULL label). */
+        at = find(p, n, "\x00\x00\x00\x01" "C\xff\xff\xff\xff", 9);
+        memcpy(p + at, "\xff\xff\xff\xff", 4);
+        expect_decode_fails(p, n);
+        free(p);
+
+        /* Still valid after all the patches were undone?  (Shows each patch alone was the cause.) */
+        fixture_init(&x);
+        payload_of(&x.c, &p, &n);
+        {
+                struct config *d = NULL;
+                assert_int_equal(config_decode(p, n, &d), 0);
+                config_free(d);
+        }
+        free(p);
+}
+
+/* Hand-built payloads for counts over their caps. */
+static void put_agent_part(struct buf *b, uint32_t n_dirs, uint32_t n_credentials) {
+        buf_init(b, 4 << 20);
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(buf_put_str(b, NULL), 0); /* path, socket, socket_group */
+        assert_int_equal(buf_put_u32(b, 0), 0);             /* socket_gid */
+        assert_int_equal(buf_put_str(b, NULL), 0);          /* module */
+        assert_int_equal(buf_put_u32(b, n_dirs), 0);
+        for (uint32_t i = 0; i < n_dirs && n_dirs != UINT32_MAX; i++)
+                assert_int_equal(buf_put_str(b, "/d"), 0);
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(buf_put_str(b, NULL), 0); /* token, pin_source, ca_file */
+        assert_int_equal(buf_put_u32(b, n_credentials), 0);
+}
+
+static void put_credential(struct buf *b, const char *name, uint32_t n_principals) {
+        assert_int_equal(buf_put_str(b, name), 0);
+        assert_int_equal(buf_put_str(b, NULL), 0);  /* label */
+        assert_int_equal(buf_put_str(b, NULL), 0);  /* token_url */
+        assert_int_equal(buf_put_u8(b, 0), 0);      /* client_auth */
+        assert_int_equal(buf_put_str(b, NULL), 0);  /* scope */
+        assert_int_equal(buf_put_u32(b, 0), 0);     /* refresh_status */
+        assert_int_equal(buf_put_u8(b, 0), 0);      /* allow_insecure_loopback */
+        for (int i = 0; i < 4; i++)
+                assert_int_equal(buf_put_u32(b, 1), 0);
+        assert_int_equal(buf_put_str(b, NULL), 0);  /* file */
+        assert_int_equal(buf_put_u32(b, 1), 0);     /* line */
+        assert_int_equal(buf_put_u32(b, n_principals), 0);
+}
+
+static void put_principal(struct buf *b, const char *name, const char *full_name, uint64_t sequence, uint32_t n_uids) {
+        assert_int_equal(buf_put_str(b, name), 0);
+        assert_int_equal(buf_put_str(b, full_name), 0);
+        assert_int_equal(buf_put_u64(b, sequence), 0);
+        assert_int_equal(buf_put_u8(b, 0), 0);
+        assert_int_equal(buf_put_u32(b, n_uids), 0);
+        for (uint32_t i = 0; i < n_uids; i++)
+                assert_int_equal(buf_put_u32(b, i), 0);
+        assert_int_equal(buf_put_u32(b, 0), 0);     /* gids */
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(buf_put_str(b, NULL), 0);
+        assert_int_equal(buf_put_u32(b, 0), 0);     /* line */
+}
+
+static void decode_ok(struct buf *b) {
+        struct config *d = NULL;
+
+        assert_int_equal(config_decode(b->data, b->len, &d), 0);
+        config_free(d);
+        buf_done(b);
+}
+
+static void decode_bad(struct buf *b) {
+        expect_decode_fails(b->data, b->len);
+        buf_done(b);
+}
+
+static void test_decode_counts(void **state) {
+        struct buf b;
+        char name[16];
+
+        /* The builders make valid payloads. */
+        put_agent_part(&b, 2, 1);
+        put_credential(&b, "C", 1);
+        put_principal(&b, "P", "C.P", 1, 3);
+        decode_ok(&b);
+        put_agent_part(&b, UINT32_MAX, 0);
+        decode_ok(&b);
+
+        /* Credentials: 4096 fine, 4097 not (even with the bytes there). */
+        put_agent_part(&b, 0, CONFIG_WIRE_CREDENTIALS_MAX);
+        for (int i = 0; i < CONFIG_WIRE_CREDENTIALS_MAX; i++) {
+                snprintf(name, sizeof name, "C%d", i);
+                put_credential(&b, name, 0);
+        }
+        decode_ok(&b);
+        put_agent_part(&b, 0, CONFIG_WIRE_CREDENTIALS_MAX + 1);
+        for (int i = 0; i < CONFIG_WIRE_CREDENTIALS_MAX + 1; i++) {
+                snprintf(name, sizeof name, "C%d", i);
+                put_credential(&b, name, 0);
+        }
+        decode_bad(&b);
+        /* A count far beyond the bytes that follow. */
+        put_agent_part(&b, 0, 1000);
+        put_credential(&b, "C", 0);
+        decode_bad(&b);
+        /* Duplicate credential names. */
+        put_agent_part(&b, 0, 2);
+        put_credential(&b, "C", 0);
+        put_credential(&b, "C", 0);
+        decode_bad(&b);
+
+        /* Principals per credential. */
+        put_agent_part(&b, 0, 1);
+        put_credential(&b, "C", CONFIG_WIRE_PRINCIPALS_MAX + 1);
+        for (int i = 0; i < CONFIG_WIRE_PRINCIPALS_MAX + 1; i++) {
+                char full[24];
+
+                snprintf(name, sizeof name, "P%d", i);
+                snprintf(full, sizeof full, "C.P%d", i);
+                put_principal(&b, name, full, (uint64_t) i, 0);
+        }
+        decode_bad(&b);
+
+        /* Ids: 65536 fine, 65537 not. */
+        put_agent_part(&b, 0, 1);
+        put_credential(&b, "C", 1);
+        put_principal(&b, "P", "C.P", 1, CONFIG_WIRE_IDS_MAX);
+        decode_ok(&b);
+        put_agent_part(&b, 0, 1);
+        put_credential(&b, "C", 1);
+        put_principal(&b, "P", "C.P", 1, CONFIG_WIRE_IDS_MAX + 1);
+        decode_bad(&b);
+
+        /* module_dirs: over the cap, and a NULL entry in the list. */
+        put_agent_part(&b, CONFIG_WIRE_MODULE_DIRS_MAX + 1, 0);
+        decode_bad(&b);
+        buf_init(&b, 1024);
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(buf_put_str(&b, NULL), 0);
+        assert_int_equal(buf_put_u32(&b, 0), 0);
+        assert_int_equal(buf_put_str(&b, NULL), 0);
+        assert_int_equal(buf_put_u32(&b, 1), 0);
+        assert_int_equal(buf_put_str(&b, NULL), 0); /* the one dir */
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(buf_put_str(&b, NULL), 0);
+        assert_int_equal(buf_put_u32(&b, 0), 0);
+        decode_bad(&b);
+
+        /* Nothing at all. */
+        expect_decode_fails(NULL, 0);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_loaded_config, setup, teardown),
+                cmocka_unit_test(test_handmade_roundtrips),
+                cmocka_unit_test(test_encode_rejects),
+                cmocka_unit_test(test_decode_truncated_and_trailing),
+                cmocka_unit_test(test_decode_rejects),
+                cmocka_unit_test(test_decode_counts),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
