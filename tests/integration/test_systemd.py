@@ -209,6 +209,26 @@ def test_units_keep_what_the_agent_needs():
     assert last(svc, "ProcSubset") == "pid"
 
 
+def test_sysusers_makes_the_units_users(tmp_path):
+    """credagent.sysusers, applied to an empty root, makes the user and groups the units name."""
+    (tmp_path / "etc").mkdir()
+    r = subprocess.run([_tool("systemd-sysusers"), "--root=" + str(tmp_path),
+                        os.path.join(UNITS, "credagent.sysusers")], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60, check=False)
+    assert r.returncode == 0, r.stdout.decode(errors="replace")
+    passwd = {l.split(":")[0]: l.split(":") for l in (tmp_path / "etc" / "passwd").read_text().splitlines()}
+    group = {l.split(":")[0]: l.split(":") for l in (tmp_path / "etc" / "group").read_text().splitlines()}
+    svc = _unit_settings(os.path.join(UNITS, "credagent.service"))
+    sock = _unit_settings(os.path.join(UNITS, "credagent.socket"))
+    user = svc[("Service", "User")][-1]
+    assert user in passwd and passwd[user][6] == "/usr/sbin/nologin", passwd
+    assert 0 < int(passwd[user][2]) < 1000, passwd[user]  # a system user
+    assert svc[("Service", "Group")][-1] in group
+    assert sock[("Socket", "SocketGroup")][-1] in group
+    for g in svc[("Service", "SupplementaryGroups")][-1].split():
+        assert user in group[g][3].split(","), (g, group[g])
+
+
 # ---------------------------------------------------------------------------- socket activation
 
 
