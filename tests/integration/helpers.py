@@ -50,6 +50,10 @@ class HarnessError(RuntimeError):
     """The harness could not set something up."""
 
 
+class AgentDied(OSError):
+    """The agent under test exited while a test was talking to it."""
+
+
 def fingerprint(token):
     """The agent's log fingerprint of a token: first 8 hex digits of its SHA-256."""
     return hashlib.sha256(token.encode()).hexdigest()[:8]
@@ -591,7 +595,15 @@ class Agent:
     # ------------------------------------------------------------ the socket API
 
     def request(self, method, path, body=None, headers=None, timeout=30.0):
-        r = http_request(self.socket, method, path, body=body, headers=headers, timeout=timeout)
+        """One request to this agent. When the connection fails because the agent is gone,
+        raises AgentDied (an OSError) naming its exit status, with its log's tail."""
+        try:
+            r = http_request(self.socket, method, path, body=body, headers=headers, timeout=timeout)
+        except (OSError, http.client.HTTPException) as e:
+            if self.proc is not None and wait_for(lambda: self.proc.poll() is not None, 0.5):
+                raise AgentDied("credagent %s exited with status %s during %s %s; log tail:\n%s"
+                                % (self.name, self.proc.returncode, method, path, self.log()[-1500:])) from e
+            raise
         if isinstance(r.json, dict) and isinstance(r.json.get("access_token"), str):
             self.h.tokens.add(r.json["access_token"])
         return r
