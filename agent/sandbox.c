@@ -241,8 +241,8 @@ int sandbox_landlock_abi(void) {
         return v;
 }
 
-/* -1 unknown, 0 absent, 1 present */
-static atomic_int feature_cache[_SANDBOX_FEATURE_MAX] = { -1, -1, -1, -1 };
+/* 0 not probed yet, 1 absent, 2 present */
+static atomic_int feature_cache[_SANDBOX_FEATURE_MAX];
 
 static bool probe_socket_option(int level, int name, bool set) {
         int sp[2], r;
@@ -271,13 +271,13 @@ bool sandbox_kernel_has(enum sandbox_feature f) {
                 [SANDBOX_FEATURE_LANDLOCK] = "Landlock (Linux 5.13, lsm=landlock): no filesystem confinement beyond seccomp",
                 [SANDBOX_FEATURE_LANDLOCK_NET] = "Landlock network rules (ABI 4, Linux 6.7): no TCP port confinement",
         };
-        int v, expected = -1;
+        int v, expected = 0;
 
         if ((unsigned) f >= _SANDBOX_FEATURE_MAX)
                 return false;
         v = atomic_load(&feature_cache[f]);
-        if (v >= 0)
-                return v;
+        if (v > 0)
+                return v == 2;
 
         switch (f) {
         case SANDBOX_FEATURE_SO_PEERPIDFD:
@@ -296,7 +296,7 @@ bool sandbox_kernel_has(enum sandbox_feature f) {
                 return false;
         }
         /* Only the thread that settles the value logs, so the line appears once. */
-        if (atomic_compare_exchange_strong(&feature_cache[f], &expected, v) && !v)
+        if (atomic_compare_exchange_strong(&feature_cache[f], &expected, v ? 2 : 1) && !v)
                 log_info("Kernel lacks %s.", missing[f]);
         return v;
 }
