@@ -141,6 +141,8 @@ static enum MHD_Result queue_token(struct request *req, const struct conn_ctx *c
 /* Called by the cache from a fetch thread. */
 static void request_done(struct tokcache_waiter *w, const struct tokcache_answer *answer) {
         struct request *req = (struct request *) w;
+        struct MHD_Connection *conn;
+        bool resume;
 
         pthread_mutex_lock(&req->lock);
         if (tokcache_answer_copy(answer, &req->answer) < 0) {
@@ -149,11 +151,14 @@ static void request_done(struct tokcache_waiter *w, const struct tokcache_answer
         }
         req->answer.from_cache = false;
         req->state = REQ_ANSWERED;
-        if (req->suspended) {
-                req->suspended = false;
-                MHD_resume_connection(req->conn);
-        }
+        resume = req->suspended;
+        req->suspended = false;
+        conn = req->conn;
         pthread_mutex_unlock(&req->lock);
+        /* After the resume the event loop may answer and free REQ at once: not a byte of it
+         * is touched from here on, and the lock is already released. */
+        if (resume)
+                MHD_resume_connection(conn);
 }
 
 /* Parses the decimal ?min_ttl=S.  Returns 0, or -EINVAL. */
