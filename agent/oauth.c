@@ -518,7 +518,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
 
         if (secbuf_append(resp->body, ptr, n) < 0) {
                 resp->too_large = true;
-                return n == 0 ? 1 : 0; /* anything but N is an error for libcurl */
+                return 0; /* N > 0 here: anything but N makes libcurl stop */
         }
         return n;
 }
@@ -528,6 +528,23 @@ static int xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
         const volatile int *abort = userdata;
 
         return abort && *abort ? 1 : 0;
+}
+
+/* True when BODY contains SECRET raw, form-urlencoded (as a post body carries it), or the
+ * Base64 credentials of BASIC (may be NULL): an answer that echoes the request. */
+static bool echoes_credentials(const struct secbuf *body, const struct secbuf *secret, const struct secbuf *basic) {
+        _cleanup_secbuf_ struct secbuf *enc = NULL;
+        static const char prefix[] = "Basic ";
+
+        if (memmem(body->data, body->len, secret->data, secret->len))
+                return true;
+        if (basic && basic->len > sizeof prefix - 1 &&
+            memmem(body->data, body->len, basic->data + sizeof prefix - 1, basic->len - (sizeof prefix - 1)))
+                return true;
+        enc = secbuf_new(secret->len * 3 + 1);
+        if (!enc || oauth_form_urlencode(secret->data, secret->len, enc) < 0)
+                return true; /* cannot tell: assume it does */
+        return memmem(body->data, body->len, enc->data, enc->len) != NULL;
 }
 
 static void slist_free_wiped(struct curl_slist *l) {
@@ -732,7 +749,6 @@ int oauth_fetch(const struct oauth_request *req, const volatile int *abort, stru
                 result_set(ret, OAUTH_LOCAL_ERROR, "client id, secret or scope too long for a token request");
                 goto finish;
         }
-        basic = secbuf_free(basic);
 
         resp.body = secbuf_new(OAUTH_RESPONSE_MAX);
         if (!resp.body)
@@ -809,10 +825,10 @@ int oauth_fetch(const struct oauth_request *req, const volatile int *abort, stru
                           ret->scope ? ", scope granted" : "");
         } else if (ret->outcome == OAUTH_BAD_RESPONSE && resp.body->len > 0 &&
                    !looks_like_json(NULL, resp.body->data, resp.body->len) &&
-                   !memmem(resp.body->data, resp.body->len, req->client_secret->data, req->client_secret->len)) {
+                   !echoes_credentials(resp.body, req->client_secret, basic)) {
                 /* A short excerpt of a body that is not JSON (an HTML error page, a proxy
                  * banner).  Never of JSON, which may hold a token or echo the request, and
-                 * never when the body echoes the secret. */
+                 * never when the body echoes the secret in any form we sent it. */
                 char excerpt[4 * OAUTH_LOG_EXCERPT + 8];
 
                 log_debug("token request to \"%s\": %s; body begins \"%s\"", url_esc, ret->description,
