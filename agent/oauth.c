@@ -825,10 +825,12 @@ int oauth_fetch(const struct oauth_request *req, const volatile int *abort, stru
                           ret->scope ? ", scope granted" : "");
         } else if (ret->outcome == OAUTH_BAD_RESPONSE && resp.body->len > 0 &&
                    !looks_like_json(NULL, resp.body->data, resp.body->len) &&
+                   !memmem(resp.body->data, resp.body->len, "access_token", strlen("access_token")) &&
                    !echoes_credentials(resp.body, req->client_secret, basic)) {
                 /* A short excerpt of a body that is not JSON (an HTML error page, a proxy
-                 * banner).  Never of JSON, which may hold a token or echo the request, and
-                 * never when the body echoes the secret in any form we sent it. */
+                 * banner).  Never of JSON, which may hold a token or echo the request, nor
+                 * of anything naming an access_token (a form-encoded token answer), nor
+                 * when the body echoes the secret in any form we sent it. */
                 char excerpt[4 * OAUTH_LOG_EXCERPT + 8];
 
                 log_debug("token request to \"%s\": %s; body begins \"%s\"", url_esc, ret->description,

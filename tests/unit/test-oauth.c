@@ -1034,6 +1034,9 @@ static void test_fetch_logs(void **state) {
                   OAUTH_BAD_RESPONSE);
         log_fetch("<html>echo: Authorization: " BASIC_EXPECTED "</html>", "text/html", "401 Unauthorized",
                   CLIENT_AUTH_BASIC, OAUTH_BAD_RESPONSE);
+        /* a token answer form-encoded instead of JSON: refused, and not quoted */
+        log_fetch("access_token=tok-form-MARK&token_type=bearer", "application/x-www-form-urlencoded", "200 OK",
+                  CLIENT_AUTH_BASIC, OAUTH_BAD_RESPONSE);
         /* an ordinary HTML page: its beginning is quoted, escaped */
         log_fetch("<html>\"Please\" sign in\n</html>", "text/html", "200 OK", CLIENT_AUTH_BASIC, OAUTH_BAD_RESPONSE);
 
