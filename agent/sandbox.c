@@ -57,7 +57,6 @@
 #define SB_LANDLOCK_NET_BIND_TCP (1ULL << 0)
 #define SB_LANDLOCK_NET_CONNECT_TCP (1ULL << 1)
 #define SB_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0)
-#define SB_LANDLOCK_SCOPE_SIGNAL (1ULL << 1)
 
 /* struct landlock_ruleset_attr as of ABI 6; older kernels accept it as long as the fields
  * they do not know are zero. */
@@ -473,8 +472,10 @@ int sandbox_landlock(const char *process, const struct sandbox_policy *p) {
                 if (!(p->groups & SB_INET_CLIENT) || p->tcp_connect_ports)
                         attr.handled_access_net |= SB_LANDLOCK_NET_CONNECT_TCP;
         }
+        /* Not LANDLOCK_SCOPE_SIGNAL: the processes signal the supervisor (seccomp limits
+         * kill() to themselves and real-time signals to the parent). */
         if (abi >= 6)
-                attr.scoped = SB_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | SB_LANDLOCK_SCOPE_SIGNAL;
+                attr.scoped = SB_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET;
         if (!attr.handled_access_fs && !attr.handled_access_net && !attr.scoped) {
                 landlock_done = true;
                 return 0;
@@ -609,12 +610,17 @@ static int add_rule(scmp_filter_ctx ctx, const struct sb_rule *rule) {
         return seccomp_rule_add_array(ctx, action, rule->nr, rule->n_cmp, cmp);
 }
 
-/* kill() and tgkill() only towards this process: the pid is known only now. */
+/* kill() and tgkill() only towards this process, and kill() towards the parent (the
+ * supervisor, which a process asks with SIGRTMIN + role to restart a peer that broke the
+ * protocol) with a real-time signal only: the pids are known only now. */
 static int add_self_signal_rules(scmp_filter_ctx ctx) {
-        uint64_t pid = (uint32_t) getpid();
+        uint64_t pid = (uint32_t) getpid(), ppid = (uint32_t) getppid();
         int r;
 
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, U32, pid));
+        if (r >= 0 && ppid > 1)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 2, SCMP_A0(SCMP_CMP_MASKED_EQ, U32, ppid),
+                                     SCMP_A1(SCMP_CMP_GE, (uint64_t) SIGRTMIN, 0));
         if (r >= 0)
                 r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
                                      SCMP_A0(SCMP_CMP_MASKED_EQ, U32, pid));

@@ -22,8 +22,9 @@
  * every member and why; sandbox.c holds the one table. */
 enum sandbox_group {
         /* I/O on descriptors already held (read/write/close/fcntl/fstat/lseek), memory
-         * without PROT_EXEC, mlock for secret pages, futex, time, own signals, identity
-         * getters, getrandom, exit, get-only prlimit, thread names.  Always included. */
+         * without PROT_EXEC, mlock for secret pages, futex, time, signals to itself (and
+         * real-time signals to its parent, the supervisor), identity getters, getrandom,
+         * exit, get-only prlimit, thread names.  Always included. */
         SB_STDIO = 1 << 0,
         /* New threads: clone() only with CLONE_THREAD (fork() and posix_spawn() are not
          * threads), clone3() fails with ENOSYS so glibc falls back to clone(). */
@@ -98,8 +99,8 @@ void sandbox_warm_up(void);
  * debug reports, copied), with policy P, in this order:
  *   RLIMIT_CORE = 0, PR_SET_DUMPABLE = 0, PR_SET_NO_NEW_PRIVS = 1;
  *   Landlock (unless sandbox_landlock() already ran in this thread): the fs rules of P, TCP
- *   rules, and on ABI ≥ 6 no signals to and no abstract sockets of processes outside the
- *   sandbox.  Absent or disabled in the kernel: one info line, skipped.  Landlock restricts
+ *   rules, and on ABI ≥ 6 no abstract sockets of processes outside the sandbox.  Absent or
+ *   disabled in the kernel: one info line, skipped.  Landlock restricts
  *   only the calling thread and the threads it creates later: if other threads exist already
  *   they stay outside it (a notice is logged) — call sandbox_landlock() before starting any;
  *   seccomp: default action SCMP_ACT_KILL_PROCESS (a foreign-architecture syscall too), the
