@@ -661,10 +661,12 @@ __attribute__((noreturn)) static void serve(int lfd, int record_fd, enum serve_m
         }
 }
 
-static void server_start(struct server *s, enum serve_mode mode, const char *answer, size_t answer_len, SSL_CTX *tls) {
-        int lfd, pipefd[2];
+/* Serves from the listening socket LFD (taken) at HOST:PORT. */
+static void server_start_on(struct server *s, int lfd, const char *host, int port, enum serve_mode mode,
+                            const char *answer, size_t answer_len, SSL_CTX *tls) {
+        int pipefd[2];
 
-        lfd = listen_loopback(&s->port);
+        s->port = port;
         assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
         fflush(NULL);
         s->pid = fork();
@@ -676,7 +678,13 @@ static void server_start(struct server *s, enum serve_mode mode, const char *ans
         close(lfd);
         close(pipefd[1]);
         s->record_fd = pipefd[0];
-        snprintf(s->url, sizeof s->url, "%s://127.0.0.1:%d/token", tls ? "https" : "http", s->port);
+        snprintf(s->url, sizeof s->url, "%s://%s:%d/token", tls ? "https" : "http", host, s->port);
+}
+
+static void server_start(struct server *s, enum serve_mode mode, const char *answer, size_t answer_len, SSL_CTX *tls) {
+        int port, lfd = listen_loopback(&port);
+
+        server_start_on(s, lfd, "127.0.0.1", port, mode, answer, answer_len, tls);
 }
 
 /* Waits for the server; returns what it recorded (malloc()ed, NUL-terminated) and its
@@ -1064,6 +1072,41 @@ static void test_fetch_logs(void **state) {
         free(log);
 }
 
+/* http:// to the IPv6 loopback literal [::1] is allowed like 127.0.0.0/8. */
+static void test_fetch_ipv6_loopback(void **state) {
+        struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+        socklen_t alen = sizeof a;
+        _cleanup_secbuf_ struct secbuf *secret = secbuf_from_str(SECRET);
+        struct oauth_request req;
+        struct oauth_result r = {};
+        struct server s;
+        size_t answer_len;
+        char *answer, *got;
+        int lfd, status;
+
+        lfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (lfd < 0 || bind(lfd, (struct sockaddr *) &a, sizeof a) < 0) {
+                if (lfd >= 0)
+                        close(lfd);
+                print_message("no IPv6 loopback here: %s\n", strerror(errno));
+                skip();
+        }
+        assert_int_equal(listen(lfd, 4), 0);
+        assert_int_equal(getsockname(lfd, (struct sockaddr *) &a, &alen), 0);
+
+        answer = http_answer("200 OK", "Content-Type: application/json\r\n", GOOD_BODY, strlen(GOOD_BODY), &answer_len);
+        server_start_on(&s, lfd, "[::1]", ntohs(a.sin6_port), SERVE_ANSWER, answer, answer_len, NULL);
+        request_init(&req, s.url, CLIENT_AUTH_POST, secret);
+        assert_int_equal(oauth_fetch(&req, NULL, &r), 0);
+        got = server_finish(&s, &status);
+        assert_int_equal(r.outcome, OAUTH_OK);
+        assert_string_equal(r.access_token, "tok-fetched");
+        assert_true(strncmp(got, "POST /token HTTP/1.1\r\n", 22) == 0);
+        oauth_result_clear(&r);
+        free(got);
+        free(answer);
+}
+
 static void test_fetch_refused(void **state) {
         _cleanup_secbuf_ struct secbuf *secret = secbuf_from_str(SECRET);
         struct oauth_request req;
@@ -1302,6 +1345,7 @@ int main(void) {
                 cmocka_unit_test(test_fetch_hang_up),
                 cmocka_unit_test(test_fetch_timeout),
                 cmocka_unit_test(test_fetch_abort),
+                cmocka_unit_test(test_fetch_ipv6_loopback),
                 cmocka_unit_test(test_fetch_refused),
                 cmocka_unit_test(test_fetch_logs),
                 cmocka_unit_test(test_fetch_url_checks),
