@@ -8,9 +8,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <poll.h>
 #include <time.h>
+#include <unistd.h>
+#include <openssl/rand.h>
 
+#include "agent/config-wire.h"
 #include "agent/frontproc.h"
+#include "agent/procutil.h"
+#include "agent/sandbox.h"
+#include "ipc/msg.h"
 #include "ipc/apierror.h"
 #include "ipc/peer.h"
 #include "log.h"
@@ -18,10 +26,29 @@
 #include "policy/policy.h"
 #include "secmem.h"
 
+/* A fetch the front asked net for. */
+struct pending {
+        uint64_t fetch_id;
+        struct tokcache_entry *entry;
+        char *scope;                    /* requested scope, reported when the IdP grants none */
+        uint64_t deadline_ms;           /* CLOCK_BOOTTIME: answered idp_timeout after this */
+};
+
+struct retired_config {
+        struct retired_config *next;
+        struct config *cfg;
+};
+
 struct frontproc {
-        const struct config *cfg;
+        _Atomic(struct config *) cfg;   /* the current configuration; read once per request */
+        struct retired_config *retired; /* replaced configs: suspended requests may still point into them */
         struct tokcache *cache;
         struct MHD_Daemon *daemon;
+        pthread_mutex_t lock;           /* the channels and the pending table */
+        int net_fd, hsm_fd, super_fd;
+        uint64_t next_fetch_id;
+        struct pending pending[FRONT_MAX_PENDING];
+        size_t n_pending;
 };
 
 /* Per connection: the peer as the kernel saw it at connect(). */
@@ -44,6 +71,7 @@ struct request {
         enum request_state state;
         bool suspended;
         struct tokcache_answer answer;
+        const struct config *cfg;      /* the configuration this request was routed with */
         const struct config_principal *principal;
         uint64_t started_ms;
         size_t body_len;
@@ -195,7 +223,7 @@ static enum MHD_Result handle_token(struct frontproc *f, struct request *req, co
         size_t idx;
         int r;
 
-        cred = config_find_credential(f->cfg, cred_name);
+        cred = config_find_credential(req->cfg, cred_name);
         if (!cred) {
                 char q[96];
                 log_info("token uid=%u pid=%d credential=\"%s\" outcome=unknown_credential", (unsigned) cc->peer.uid,
@@ -264,8 +292,10 @@ static enum MHD_Result handle_token(struct frontproc *f, struct request *req, co
                 pthread_mutex_unlock(&req->lock);
                 return MHD_YES;
         }
-        req->answer = (struct tokcache_answer) { .error = API_SERVER_BUSY };
+        req->answer = (struct tokcache_answer) { .error = r == -ENODEV ? API_HSM_UNAVAILABLE : API_SERVER_BUSY };
         snprintf(req->answer.description, sizeof req->answer.description, "%s",
+                 r == -ENODEV    ? "the hsm process is restarting, retry" :
+                 r == -ENETDOWN  ? "the network process is restarting, retry" :
                  r == -ECANCELED ? "the agent is shutting down" :
                  r == -EBUSY     ? "too many token requests in flight, retry later" :
                                    "the token cache is full");
@@ -295,8 +325,8 @@ static enum MHD_Result handle_whoami(struct frontproc *f, struct request *req, c
                 json_object_array_add(groups, json_object_new_int64(cc->peer.groups[i]));
         json_object_object_add(o, "groups", groups);
         json_object_object_add(o, "unit", NULL); /* needs SO_PEERPIDFD: not read by this version */
-        for (size_t i = 0; i < f->cfg->n_credentials; i++) {
-                const struct config_credential *cred = f->cfg->credentials[i];
+        for (size_t i = 0; i < req->cfg->n_credentials; i++) {
+                const struct config_credential *cred = req->cfg->credentials[i];
                 size_t idx;
 
                 if (policy_select(cred->rules, cred->n_principals, &cc->peer, &idx) == 0)
@@ -358,6 +388,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                         return MHD_NO;
                 pthread_mutex_init(&req->lock, NULL);
                 req->conn = conn;
+                req->cfg = atomic_load(&f->cfg);
                 req->started_ms = now_boottime_ms();
                 *con_cls = req;
                 return MHD_YES;
@@ -435,42 +466,411 @@ static void _printf_(2, 0) mhd_log(void *cls, const char *fmt, va_list ap) {
         log_debug("libmicrohttpd: %s", buf);
 }
 
-int frontproc_start(const struct config *cfg, struct tokcache *cache, int listen_fd, struct frontproc **ret) {
-        struct frontproc *f = calloc(1, sizeof *f);
+/* With f->lock held: removes pending[i] and returns its entry and scope. */
+static struct pending pending_take(struct frontproc *f, size_t i) {
+        struct pending p = f->pending[i];
 
-        if (!f)
+        f->pending[i] = f->pending[--f->n_pending];
+        return p;
+}
+
+/* The cache's fetch function (tokcache_fetch_fn), called with the cache lock held, on the
+ * event loop thread: tells hsm which secret net may have for this fetch, then asks net.
+ * Never blocks (the channels are non-blocking). */
+static int front_fetch_start(void *userdata, struct tokcache_entry *e, const struct config_principal *p,
+                             const char *scope) {
+        struct frontproc *f = userdata;
+        const struct config_credential *cred = p->credential;
+        struct msg_grant g = { .client_secret_uri = p->client_secret };
+        struct msg_fetch m = {
+                .token_url = cred->token_url,
+                .client_auth = (uint8_t) cred->client_auth,
+                .client_id = p->client_id,
+                .scope = (char *) scope,
+                .client_secret_uri = p->client_secret,
+                .allow_insecure_loopback = cred->allow_insecure_loopback,
+                .connect_timeout = cred->connect_timeout,
+                .timeout = cred->timeout,
+                .default_ttl = cred->default_ttl,
+                .max_ttl = cred->max_ttl,
+        };
+        char *scope_copy = NULL;
+        struct buf b;
+        int r;
+
+        if (scope && !(scope_copy = strdup(scope)))
                 return -ENOMEM;
-        f->cfg = cfg;
-        f->cache = cache;
-        f->daemon = MHD_start_daemon(
+        buf_init(&b, msg_channel_max(CHAN_FRONT_NET));
+        pthread_mutex_lock(&f->lock);
+        if (f->hsm_fd < 0)
+                r = -ENODEV;
+        else if (f->net_fd < 0)
+                r = -ENETDOWN;
+        else if (f->n_pending >= FRONT_MAX_PENDING)
+                r = -EBUSY;
+        else {
+                g.fetch_id = m.fetch_id = f->next_fetch_id++;
+                r = msg_grant_encode(&g, &b);
+                if (r == 0 && (r = msg_send(f->hsm_fd, &b, -1)) < 0)
+                        r = r == -EAGAIN ? -EBUSY : -ENODEV;
+                buf_reset(&b);
+                if (r == 0 && (r = msg_fetch_encode(&m, &b)) == 0 && (r = msg_send(f->net_fd, &b, -1)) < 0)
+                        r = r == -EAGAIN ? -EBUSY : -ENETDOWN;
+                if (r == 0)
+                        f->pending[f->n_pending++] = (struct pending) {
+                                .fetch_id = m.fetch_id,
+                                .entry = e,
+                                .scope = TAKE_PTR(scope_copy),
+                                .deadline_ms = now_boottime_ms() + (uint64_t) cred->timeout * 1000 +
+                                               FRONT_FETCH_GRACE_MS,
+                        };
+        }
+        pthread_mutex_unlock(&f->lock);
+        buf_done(&b);
+        free(scope_copy);
+        return r;
+}
+
+static void complete_pending(struct frontproc *f, struct pending *p, struct tokcache_answer *a) {
+        tokcache_complete(f->cache, p->entry, a, now_boottime_ms());
+        free(p->scope);
+}
+
+/* Ends every pending fetch with error E (the net process went away). */
+static void fail_all_pending(struct frontproc *f, enum api_error e, const char *description) {
+        for (;;) {
+                struct tokcache_answer a = { .error = e };
+                struct pending p;
+
+                pthread_mutex_lock(&f->lock);
+                if (f->n_pending == 0) {
+                        pthread_mutex_unlock(&f->lock);
+                        return;
+                }
+                p = pending_take(f, f->n_pending - 1);
+                pthread_mutex_unlock(&f->lock);
+                snprintf(a.description, sizeof a.description, "%s", description);
+                complete_pending(f, &p, &a);
+        }
+}
+
+/* Ends the pending fetches whose deadline passed; returns ms until the next deadline, or -1. */
+static int expire_pending(struct frontproc *f) {
+        uint64_t now = now_boottime_ms(), next = UINT64_MAX;
+
+        for (;;) {
+                struct tokcache_answer a = { .error = API_IDP_TIMEOUT };
+                struct pending p;
+                bool found = false;
+
+                pthread_mutex_lock(&f->lock);
+                for (size_t i = 0; i < f->n_pending; i++)
+                        if (f->pending[i].deadline_ms <= now) {
+                                p = pending_take(f, i);
+                                found = true;
+                                break;
+                        }
+                if (!found)
+                        for (size_t i = 0; i < f->n_pending; i++)
+                                if (f->pending[i].deadline_ms < next)
+                                        next = f->pending[i].deadline_ms;
+                pthread_mutex_unlock(&f->lock);
+                if (!found)
+                        break;
+                log_warning("fetch %llu: no answer from the network process in time", (unsigned long long) p.fetch_id);
+                snprintf(a.description, sizeof a.description, "the token request did not finish in time");
+                complete_pending(f, &p, &a);
+        }
+        return next == UINT64_MAX ? -1 : (int) (next - now > 60000 ? 60000 : next - now);
+}
+
+static void handle_fetch_done(struct frontproc *f, struct msg_fetch_done *d) {
+        struct tokcache_answer a = { .error = (enum api_error) d->error };
+        struct pending p;
+        bool found = false;
+
+        pthread_mutex_lock(&f->lock);
+        for (size_t i = 0; i < f->n_pending; i++)
+                if (f->pending[i].fetch_id == d->fetch_id) {
+                        p = pending_take(f, i);
+                        found = true;
+                        break;
+                }
+        pthread_mutex_unlock(&f->lock);
+        if (!found) {
+                log_debug("FETCH_DONE for unknown fetch %llu ignored", (unsigned long long) d->fetch_id);
+                return;
+        }
+        if (a.error == API_OK) {
+                if (!d->access_token || d->expires_in == 0) {
+                        a.error = API_IDP_ERROR;
+                        snprintf(a.description, sizeof a.description, "the network process sent no usable token");
+                } else {
+                        a.access_token = d->access_token; /* borrowed: the cache copies */
+                        a.scope = d->scope ? d->scope : p.scope;
+                        a.expires_at = now_boottime_ms() + (uint64_t) d->expires_in * 1000;
+                }
+        } else {
+                snprintf(a.idp_error, sizeof a.idp_error, "%s", d->idp_error ? d->idp_error : "");
+                snprintf(a.description, sizeof a.description, "%s", d->description ? d->description : "");
+        }
+        complete_pending(f, &p, &a);
+}
+
+static void handle_net(struct frontproc *f, uint8_t *rbuf, size_t rbuf_size) {
+        for (;;) {
+                struct msg_frame fr;
+                struct msg_fetch_done d = {};
+                int r = msg_recv(f->net_fd, CHAN_FRONT_NET, false, rbuf, rbuf_size, &fr);
+
+                if (r == -EAGAIN)
+                        return;
+                if (r == 0 && fr.type == MSG_HELLO)
+                        r = proc_check_hello(&fr);
+                else if (r == 0 && fr.type == MSG_FETCH_DONE) {
+                        r = msg_fetch_done_decode(fr.payload, fr.len, &d);
+                        if (r == 0)
+                                handle_fetch_done(f, &d);
+                        msg_fetch_done_clear(&d);
+                }
+                secure_wipe(rbuf, fr.type ? (fr.len + MSG_HEADER_SIZE < rbuf_size ? fr.len + MSG_HEADER_SIZE : rbuf_size) : 0);
+                if (r < 0 || fr.type == 0) {
+                        if (r < 0)
+                                proc_report_peer_fault(ROLE_NET, "net", r);
+                        else
+                                log_warning("The network process went away; answering its pending fetches");
+                        pthread_mutex_lock(&f->lock);
+                        proc_close(&f->net_fd);
+                        pthread_mutex_unlock(&f->lock);
+                        fail_all_pending(f, API_SERVER_BUSY, "the network process is restarting, retry");
+                        return;
+                }
+        }
+}
+
+static void handle_hsm(struct frontproc *f, uint8_t *rbuf, size_t rbuf_size) {
+        for (;;) {
+                struct msg_frame fr;
+                int r = msg_recv(f->hsm_fd, CHAN_FRONT_HSM, false, rbuf, rbuf_size, &fr);
+
+                if (r == -EAGAIN)
+                        return;
+                if (r == 0 && fr.type == MSG_HELLO)
+                        r = proc_check_hello(&fr);
+                if (r < 0 || fr.type == 0) {
+                        if (r < 0)
+                                proc_report_peer_fault(ROLE_HSM, "hsm", r);
+                        else
+                                log_warning("The hsm process went away; misses get hsm_unavailable until it is back");
+                        pthread_mutex_lock(&f->lock);
+                        proc_close(&f->hsm_fd);
+                        pthread_mutex_unlock(&f->lock);
+                        return;
+                }
+        }
+}
+
+/* Maps a cache entry's principal to its twin in the new configuration, if nothing that
+ * defines its token changed (DESIGN.md: credential, principal, scope, token_url, client_id,
+ * secret URI). */
+static const struct config_principal *rebind_principal(void *userdata, const struct config_principal *old,
+                                                       const char *scope) {
+        const struct config *new_cfg = userdata;
+        const struct config_principal *p = config_find_principal(new_cfg, old->full_name);
+
+        if (!p)
+                return NULL;
+        if (strcmp(p->credential->token_url, old->credential->token_url) != 0 ||
+            p->credential->client_auth != old->credential->client_auth ||
+            strcmp(p->client_id, old->client_id) != 0 || strcmp(p->client_secret, old->client_secret) != 0 ||
+            strcmp_null(p->credential->scope, scope) != 0)
+                return NULL;
+        return p;
+}
+
+static int apply_config(struct frontproc *f, const uint8_t *p, size_t n, char *why, size_t why_size) {
+        struct config *new_cfg = NULL, *old_cfg;
+        struct retired_config *r;
+        size_t kept;
+        int e;
+
+        e = config_decode(p, n, &new_cfg);
+        if (e < 0) {
+                snprintf(why, why_size, "the configuration could not be decoded");
+                return e;
+        }
+        r = calloc(1, sizeof *r);
+        if (!r) {
+                config_free(new_cfg);
+                snprintf(why, why_size, "out of memory");
+                return -ENOMEM;
+        }
+        kept = tokcache_rebind(f->cache, rebind_principal, new_cfg);
+        old_cfg = atomic_exchange(&f->cfg, new_cfg);
+        /* Requests routed with the old configuration may still be suspended: keep it. */
+        r->cfg = old_cfg;
+        r->next = f->retired;
+        f->retired = r;
+        log_info("Configuration reloaded: %zu credentials, %zu cached keys kept", new_cfg->n_credentials, kept);
+        return 0;
+}
+
+static void send_config_done(struct frontproc *f, int status, const char *reason) {
+        struct msg_config_done d = { .status = (uint8_t) status, .reason = (char *) reason };
+        struct buf b;
+
+        buf_init(&b, msg_channel_max(CHAN_SUPER_FRONT));
+        if (msg_config_done_encode(&d, &b) == 0)
+                (void) msg_send(f->super_fd, &b, -1);
+        buf_done(&b);
+}
+
+/* Returns 1 to go on, 0 to exit. */
+static int handle_super(struct frontproc *f, uint8_t *rbuf, size_t rbuf_size) {
+        for (;;) {
+                struct msg_frame fr;
+                int r = msg_recv(f->super_fd, CHAN_SUPER_FRONT, true, rbuf, rbuf_size, &fr);
+
+                if (r == -EAGAIN)
+                        return 1;
+                if (r < 0 || fr.type == 0) {
+                        log_info("supervisor channel closed, exiting");
+                        return 0;
+                }
+                if (fr.type == MSG_CHANNEL) {
+                        struct msg_channel_fd c;
+
+                        if (msg_channel_fd_decode(fr.payload, fr.len, &c) < 0 || fr.fd < 0) {
+                                proc_close(&fr.fd);
+                                continue;
+                        }
+                        (void) proc_set_nonblock(fr.fd);
+                        pthread_mutex_lock(&f->lock);
+                        if (c.channel == CHAN_FRONT_NET) {
+                                proc_close(&f->net_fd);
+                                f->net_fd = fr.fd;
+                                proc_send_hello(f->net_fd, ROLE_FRONT);
+                        } else if (c.channel == CHAN_FRONT_HSM) {
+                                proc_close(&f->hsm_fd);
+                                f->hsm_fd = fr.fd;
+                                proc_send_hello(f->hsm_fd, ROLE_FRONT);
+                        } else
+                                proc_close(&fr.fd);
+                        pthread_mutex_unlock(&f->lock);
+                        log_info("New %s channel in place", msg_channel_name((enum msg_channel) c.channel));
+                } else if (fr.type == MSG_CONFIG) {
+                        char why[128] = "";
+                        r = apply_config(f, fr.payload, fr.len, why, sizeof why);
+                        send_config_done(f, r < 0 ? 1 : 0, r < 0 ? why : NULL);
+                } else
+                        proc_close(&fr.fd);
+        }
+}
+
+int frontproc(struct config *cfg, int listen_fd, int net_fd, int hsm_fd, int super_fd) {
+        struct frontproc f = {
+                .lock = PTHREAD_MUTEX_INITIALIZER,
+                .net_fd = net_fd,
+                .hsm_fd = hsm_fd,
+                .super_fd = super_fd,
+        };
+        uint8_t *rbuf = NULL;
+        size_t rbuf_size = msg_channel_max(CHAN_SUPER_FRONT);
+        int sfd = -1, status = 1;
+
+        log_set_ident("credagent-front");
+        atomic_init(&f.cfg, cfg);
+        /* Fetch ids start at a random point: a restarted front never reuses its predecessor's. */
+        if (RAND_bytes((unsigned char *) &f.next_fetch_id, sizeof f.next_fetch_id) != 1)
+                f.next_fetch_id = now_boottime_ms() << 20;
+
+        /* Open what it needs: the HTTP server on the inherited listening socket, the cache. */
+        f.cache = tokcache_new(front_fetch_start, &f);
+        rbuf = malloc(rbuf_size);
+        sfd = proc_signalfd(); /* before the server thread starts, so it inherits the mask */
+        if (!f.cache || !rbuf || sfd < 0)
+                goto out;
+        (void) proc_set_nonblock(f.net_fd);
+        (void) proc_set_nonblock(f.hsm_fd);
+        (void) proc_set_nonblock(f.super_fd);
+        f.daemon = MHD_start_daemon(
                 MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
-                0, NULL, NULL, access_handler, f,
+                0, NULL, NULL, access_handler, &f,
                 MHD_OPTION_LISTEN_SOCKET, listen_fd,
                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                MHD_OPTION_NOTIFY_COMPLETED, request_completed, f,
-                MHD_OPTION_NOTIFY_CONNECTION, connection_notify, f,
+                MHD_OPTION_NOTIFY_COMPLETED, request_completed, &f,
+                MHD_OPTION_NOTIFY_CONNECTION, connection_notify, &f,
                 MHD_OPTION_CONNECTION_LIMIT, (unsigned) FRONT_MAX_CONNECTIONS,
                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) FRONT_IDLE_TIMEOUT,
                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) FRONT_CONNECTION_MEMORY,
                 MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned) 1024,
                 MHD_OPTION_END);
-        if (!f->daemon) {
-                free(f);
-                return -EIO;
+        if (!f.daemon) {
+                log_error("Failed to start the HTTP server");
+                goto out;
         }
-        *ret = f;
-        return 0;
-}
 
-void frontproc_quiesce(struct frontproc *f) {
-        if (f && f->daemon)
-                (void) MHD_quiesce_daemon(f->daemon);
-}
+        /* Drop: no files, no new sockets from here on. */
+        if (sandbox_apply("front", &sandbox_policy_front) < 0)
+                goto out;
+        proc_test_hooks("front");
 
-void frontproc_free(struct frontproc *f) {
-        if (!f)
-                return;
-        if (f->daemon)
-                MHD_stop_daemon(f->daemon);
-        free(f);
+        proc_send_hello(f.net_fd, ROLE_FRONT);
+        proc_send_hello(f.hsm_fd, ROLE_FRONT);
+        proc_send_hello(f.super_fd, ROLE_FRONT);
+
+        for (;;) {
+                struct pollfd p[4];
+                int timeout = expire_pending(&f);
+
+                pthread_mutex_lock(&f.lock);
+                p[0] = (struct pollfd) { .fd = f.net_fd, .events = POLLIN };
+                p[1] = (struct pollfd) { .fd = f.hsm_fd, .events = POLLIN };
+                pthread_mutex_unlock(&f.lock);
+                p[2] = (struct pollfd) { .fd = f.super_fd, .events = POLLIN };
+                p[3] = (struct pollfd) { .fd = sfd, .events = POLLIN };
+                if (poll(p, 4, timeout) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        log_error_errno(errno, "poll() failed: %m");
+                        break;
+                }
+                if (p[3].revents && proc_signal_wants_exit(sfd)) {
+                        status = 0;
+                        break;
+                }
+                if (p[0].revents)
+                        handle_net(&f, rbuf, rbuf_size);
+                if (p[1].revents)
+                        handle_hsm(&f, rbuf, rbuf_size);
+                if (p[2].revents && handle_super(&f, rbuf, rbuf_size) == 0) {
+                        status = 0;
+                        break;
+                }
+        }
+
+out:
+        /* Shutdown: stop accepting, answer whoever waits, stop the server. */
+        if (f.daemon)
+                (void) MHD_quiesce_daemon(f.daemon);
+        pthread_mutex_lock(&f.lock);
+        proc_close(&f.net_fd);
+        proc_close(&f.hsm_fd);
+        pthread_mutex_unlock(&f.lock);
+        fail_all_pending(&f, API_SERVER_BUSY, "the agent is shutting down");
+        if (f.daemon)
+                MHD_stop_daemon(f.daemon);
+        tokcache_free(f.cache);
+        for (struct retired_config *r = f.retired, *next; r; r = next) {
+                next = r->next;
+                config_free(r->cfg);
+                free(r);
+        }
+        /* The current config belongs to the caller only until the first reload. */
+        if (f.retired)
+                config_free(atomic_load(&f.cfg));
+        free(rbuf);
+        if (sfd >= 0)
+                close(sfd);
+        return status;
 }

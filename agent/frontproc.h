@@ -16,17 +16,14 @@
 #define FRONT_MAX_BODY 1024              /* request body, bytes */
 #define FRONT_MAX_MIN_TTL 86400          /* s */
 
-struct frontproc;
+/* Most token requests in flight to net at once; more are answered server_busy. */
+#define FRONT_MAX_PENDING 256
+/* Beyond a credential's timeout, how long the front waits for net before answering idp_timeout, ms. */
+#define FRONT_FETCH_GRACE_MS 15000
 
-/* Starts serving LISTEN_FD (a bound, listening AF_UNIX stream socket; ownership passes to
- * the front) for CFG with CACHE.  Returns 0 and stores the handle in *RET, or -ENOMEM / -EIO
- * (libmicrohttpd refused to start). */
-int frontproc_start(const struct config *cfg, struct tokcache *cache, int listen_fd, struct frontproc **ret);
-
-/* Stops accepting new connections; requests already in progress go on.  Shutdown order:
- * frontproc_quiesce(), fetcher_shutdown() (which completes every waiting request),
- * frontproc_free(), tokcache_free(). */
-void frontproc_quiesce(struct frontproc *f);
-
-/* Stops the server thread, closing every connection, and frees F.  Accepts NULL. */
-void frontproc_free(struct frontproc *f);
+/* The front process entry (STYLE.md, Processes are files): serves LISTEN_FD (bound and
+ * listening) for CFG, asks net (NET_FD) for token requests and grants hsm (HSM_FD) the
+ * secret of each; SUPER_FD is the supervisor's channel (replacement channels, reloads).
+ * Every other fd is closed by the caller.  CFG is the front's to free after a reload.
+ * Runs until SIGTERM or the supervisor channel closes.  Returns an exit status. */
+int frontproc(struct config *cfg, int listen_fd, int net_fd, int hsm_fd, int super_fd);

@@ -11,7 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <syslog.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -19,13 +23,16 @@
 #include <unistd.h>
 
 #include "agent/config.h"
-#include "agent/fetch.h"
+#include "agent/config-wire.h"
 #include "agent/frontproc.h"
-#include "agent/oauth.h"
+#include "agent/netproc.h"
+#include "agent/procutil.h"
 #include "agent/tokcache.h"
 #include "build-config.h"
-#include "hsm/hsm.h"
+#include "hsm/hsmproc.h"
 #include "ipc/client.h"
+#include "ipc/listen.h"
+#include "ipc/msg.h"
 #include "log.h"
 
 struct options {
@@ -248,90 +255,518 @@ static void report(int fd, const char *msg) {
         }
 }
 
-/* Runs the agent until SIGTERM/SIGINT.  READY_FD (or -1) gets "OK" once serving, or the
- * start-up error.  Returns an exit status. */
-static int run(const struct config *cfg, const char *socket_path, int listen_fd, int ready_fd) {
-        struct hsm_params hp = {
-                .module = cfg->module,
-                .module_dirs = cfg->module_dirs ? (const char *const *) cfg->module_dirs : hsm_default_module_dirs,
-                .token_uri = cfg->token,
-                .pin_source = cfg->pin_source,
+/* ---- logs in daemon mode ---- */
+
+static int term_fd = -1; /* the terminal's stderr until the agent is ready */
+
+static void daemon_log_line(int level, const char *line) {
+        if (term_fd >= 0 && level <= LOG_WARNING)
+                (void) !dprintf(term_fd, "%s\n", line);
+        syslog(level, "%s", line);
+}
+
+static void daemon_log_writer(int level, const char *message) {
+        char line[1100];
+
+        snprintf(line, sizeof line, "credagent: %s", message);
+        daemon_log_line(level, line);
+}
+
+/* Forwards the complete lines the processes wrote to the log pipe. */
+static void forward_logs(int log_fd) {
+        static char pending[4096];
+        static size_t len;
+
+        for (;;) {
+                ssize_t n = read(log_fd, pending + len, sizeof pending - 1 - len);
+                char *start = pending, *nl;
+
+                if (n <= 0)
+                        return;
+                len += (size_t) n;
+                pending[len] = '\0';
+                while ((nl = memchr(start, '\n', len - (size_t) (start - pending)))) {
+                        *nl = '\0';
+                        daemon_log_line(strstr(start, " error: ") ? LOG_ERR :
+                                        strstr(start, " warning: ") ? LOG_WARNING : LOG_INFO, start);
+                        start = nl + 1;
+                }
+                len -= (size_t) (start - pending);
+                memmove(pending, start, len);
+                if (len == sizeof pending - 1) { /* a line longer than the buffer: pass it on in pieces */
+                        daemon_log_line(LOG_INFO, pending);
+                        len = 0;
+                }
+        }
+}
+
+/* ---- supervision (DESIGN.md, Processes) ---- */
+
+enum edge { EDGE_FRONT_NET, EDGE_FRONT_HSM, EDGE_NET_HSM, _EDGE_MAX };
+
+static const struct {
+        enum msg_channel channel;
+        int a, b; /* child indexes: side A and side B of the channel */
+} edges[_EDGE_MAX] = {
+        [EDGE_FRONT_NET] = { CHAN_FRONT_NET, 0, 1 },
+        [EDGE_FRONT_HSM] = { CHAN_FRONT_HSM, 0, 2 },
+        [EDGE_NET_HSM] = { CHAN_NET_HSM, 1, 2 },
+};
+
+struct child {
+        const char *name;
+        enum msg_role role;
+        enum msg_channel super_channel;
+        pid_t pid;                /* 0 when not running */
+        int super_fd;             /* our end of CHAN_SUPER_*, -1 when not running */
+        bool hello;               /* said hello since its last start */
+        uint64_t started_ms;
+        unsigned quick_failures;  /* deaths within SUPERVISOR_STABLE_MS of a start, in a row */
+        uint64_t restart_at_ms;   /* when not running: when to start it again */
+        bool stopping;            /* we asked it to stop (reload, shutdown) */
+};
+
+struct supervisor {
+        struct config *cfg;
+        const char *config_path;
+        int listen_fd;
+        int sfd;
+        struct child children[3];
+        int stash[_EDGE_MAX];     /* an edge end kept for a child that is not running yet */
+        bool ready;
+        bool shutting_down;
+};
+
+#define SUPERVISOR_STABLE_MS 10000
+#define SUPERVISOR_BACKOFF_MAX_MS 5000
+
+static uint64_t backoff_ms(unsigned quick_failures) {
+        uint64_t d;
+
+        if (quick_failures <= 1)
+                return 0; /* the first restart is immediate: service back at once */
+        d = 100ULL << (quick_failures - 2 < 6 ? quick_failures - 2 : 6);
+        return d > SUPERVISOR_BACKOFF_MAX_MS ? SUPERVISOR_BACKOFF_MAX_MS : d;
+}
+
+static void send_channel(struct child *to, enum msg_channel channel, int fd) {
+        struct msg_channel_fd m = { .channel = (uint8_t) channel };
+        struct buf b;
+        int r;
+
+        buf_init(&b, 64);
+        r = msg_channel_fd_encode(&m, &b);
+        if (r == 0)
+                r = msg_send(to->super_fd, &b, fd);
+        if (r < 0)
+                log_warning_errno(r, "Passing a new %s channel to %s failed: %m", msg_channel_name(channel), to->name);
+        buf_done(&b);
+}
+
+/* Moves FDS[0..N) to 3, 4, … in the child and closes every other fd above stderr. */
+static int child_fds(int *fds, size_t n) {
+        int tmp[8];
+
+        /* First out of the way (above any target), then into place. */
+        for (size_t i = 0; i < n; i++) {
+                if (fds[i] < 0) {
+                        tmp[i] = -1;
+                        continue;
+                }
+                tmp[i] = fcntl(fds[i], F_DUPFD, 64);
+                if (tmp[i] < 0)
+                        return -errno;
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (tmp[i] < 0) {
+                        fds[i] = -1;
+                        continue;
+                }
+                if (dup2(tmp[i], (int) (3 + i)) < 0)
+                        return -errno;
+                fds[i] = (int) (3 + i);
+        }
+        if (close_range(3 + (unsigned) n, ~0U, 0) < 0)
+                return -errno;
+        return 0;
+}
+
+static int start_child(struct supervisor *s, int idx) {
+        struct child *c = &s->children[idx];
+        int mine[_EDGE_MAX], super[2], r;
+        pid_t pid;
+
+        for (int e = 0; e < _EDGE_MAX; e++) {
+                int peer, pair[2];
+
+                mine[e] = -1;
+                if (edges[e].a != idx && edges[e].b != idx)
+                        continue;
+                peer = edges[e].a == idx ? edges[e].b : edges[e].a;
+                if (s->stash[e] >= 0 && s->children[peer].pid > 0) {
+                        /* The peer already holds the other end. */
+                        mine[e] = s->stash[e];
+                        s->stash[e] = -1;
+                        continue;
+                }
+                if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+                        return log_error_errno(errno, "socketpair() failed: %m");
+                mine[e] = pair[0];
+                if (s->children[peer].pid > 0 && s->children[peer].super_fd >= 0) {
+                        send_channel(&s->children[peer], edges[e].channel, pair[1]);
+                        close(pair[1]);
+                } else {
+                        if (s->stash[e] >= 0)
+                                close(s->stash[e]);
+                        s->stash[e] = pair[1];
+                }
+        }
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, super) < 0)
+                return log_error_errno(errno, "socketpair() failed: %m");
+
+        fflush(NULL);
+        pid = fork();
+        if (pid < 0) {
+                r = log_error_errno(errno, "fork() failed: %m");
+                close(super[0]);
+                close(super[1]);
+                for (int e = 0; e < _EDGE_MAX; e++)
+                        if (mine[e] >= 0)
+                                close(mine[e]);
+                return r;
+        }
+        if (pid == 0) {
+                sigset_t none;
+                int fds[5];
+                size_t n = 0;
+
+                sigemptyset(&none);
+                sigprocmask(SIG_SETMASK, &none, NULL);
+                /* Children log to stderr (the supervisor forwards it in daemon mode): no syslog
+                 * socket in a sandboxed process. */
+                log_set_writer(NULL);
+                closelog();
+                term_fd = -1;
+                (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
+                /* Keep only this child's fds: [listen,] its edges in edge order, its supervisor end. */
+                if (c->role == ROLE_FRONT)
+                        fds[n++] = s->listen_fd;
+                for (int e = 0; e < _EDGE_MAX; e++)
+                        if (edges[e].a == idx || edges[e].b == idx)
+                                fds[n++] = mine[e];
+                fds[n++] = super[1];
+                if (child_fds(fds, n) < 0)
+                        _exit(1);
+                switch (c->role) {
+                case ROLE_FRONT:
+                        _exit(frontproc(s->cfg, fds[0], fds[1], fds[2], fds[3]));
+                case ROLE_NET:
+                        _exit(netproc(s->cfg, fds[0], fds[1], fds[2]));
+                case ROLE_HSM:
+                        _exit(hsmproc(s->cfg, fds[0], fds[1], fds[2]));
+                default:
+                        _exit(1);
+                }
+        }
+
+        close(super[1]);
+        for (int e = 0; e < _EDGE_MAX; e++)
+                if (mine[e] >= 0)
+                        close(mine[e]);
+        (void) proc_set_nonblock(super[0]);
+        c->pid = pid;
+        c->super_fd = super[0];
+        c->hello = false;
+        c->stopping = false;
+        c->started_ms = now_boottime_ms();
+        log_info("Started %s process, pid %d", c->name, (int) pid);
+        return 0;
+}
+
+static void child_died(struct supervisor *s, struct child *c, int status) {
+        uint64_t now = now_boottime_ms();
+        char how[64];
+
+        if (WIFSIGNALED(status))
+                snprintf(how, sizeof how, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+        else
+                snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
+        if (c->stopping || s->shutting_down)
+                log_info("%s process %d %s", c->name, (int) c->pid, how);
+        else
+                log_error("%s process %d %s", c->name, (int) c->pid, how);
+
+        proc_close(&c->super_fd);
+        c->pid = 0;
+        if (c->stopping)
+                c->quick_failures = 0;
+        else if (now - c->started_ms < SUPERVISOR_STABLE_MS)
+                c->quick_failures++;
+        else
+                c->quick_failures = 1;
+        c->restart_at_ms = now + (c->stopping ? 0 : backoff_ms(c->quick_failures));
+}
+
+static void reap(struct supervisor *s) {
+        for (;;) {
+                int status;
+                pid_t pid = waitpid(-1, &status, WNOHANG);
+
+                if (pid <= 0)
+                        return;
+                for (int i = 0; i < 3; i++)
+                        if (s->children[i].pid == pid)
+                                child_died(s, &s->children[i], status);
+        }
+}
+
+static void read_child(struct supervisor *s, struct child *c, uint8_t *rbuf, size_t rbuf_size) {
+        for (;;) {
+                struct msg_frame fr;
+                int r = msg_recv(c->super_fd, c->super_channel, false, rbuf, rbuf_size, &fr);
+
+                if (r == -EAGAIN)
+                        return;
+                if (r < 0) {
+                        log_error_errno(r, "Bad message from the %s process, restarting it: %m", c->name);
+                        kill(c->pid, SIGKILL);
+                        proc_close(&c->super_fd);
+                        return;
+                }
+                if (fr.type == 0) {
+                        proc_close(&c->super_fd); /* it is exiting; SIGCHLD follows */
+                        return;
+                }
+                if (fr.type == MSG_HELLO && proc_check_hello(&fr) == 0) {
+                        c->hello = true;
+                } else if (fr.type == MSG_CONFIG_DONE) {
+                        struct msg_config_done d = {};
+                        if (msg_config_done_decode(fr.payload, fr.len, &d) == 0) {
+                                if (d.status == 0)
+                                        log_info("The front applied the new configuration");
+                                else
+                                        log_error("The front refused the new configuration: %s", d.reason ? d.reason : "?");
+                        }
+                        msg_config_done_clear(&d);
+                }
+        }
+}
+
+static bool agent_section_changed(const struct config *a, const struct config *b) {
+        if (strcmp_null(a->module, b->module) || strcmp_null(a->token, b->token) ||
+            strcmp_null(a->pin_source, b->pin_source) || strcmp_null(a->ca_file, b->ca_file))
+                return true;
+        for (size_t i = 0;; i++) {
+                const char *x = a->module_dirs ? a->module_dirs[i] : NULL, *y = b->module_dirs ? b->module_dirs[i] : NULL;
+                if (strcmp_null(x, y))
+                        return true;
+                if (!x)
+                        return false;
+        }
+}
+
+static void reload(struct supervisor *s) {
+        _cleanup_free_ char *errors = NULL;
+        struct config *cfg = NULL;
+        struct buf b;
+        int r;
+
+        log_info("SIGHUP: reloading %s", s->config_path);
+        r = config_load(s->config_path, 0, &cfg, &errors);
+        if (r < 0) {
+                log_error("The new configuration is invalid; keeping the running one:");
+                for (char *line = errors, *next; line && *line; line = next) {
+                        next = strchr(line, '\n');
+                        if (next)
+                                *next++ = '\0';
+                        log_error("  %s", line);
+                }
+                if (!errors)
+                        log_error_errno(r, "  %s: %m", s->config_path);
+                return;
+        }
+        if (strcmp(cfg->socket, s->cfg->socket) != 0)
+                log_warning("socket changed to %s: that takes a restart; still listening on %s", cfg->socket,
+                            s->cfg->socket);
+
+        buf_init(&b, msg_channel_max(CHAN_SUPER_FRONT));
+        r = config_encode(cfg, &b);
+        if (r == 0 && s->children[0].super_fd >= 0)
+                r = msg_send(s->children[0].super_fd, &b, -1);
+        buf_done(&b);
+        if (r < 0) {
+                log_error_errno(r, "Cannot hand the new configuration to the front, keeping the running one: %m");
+                config_free(cfg);
+                return;
+        }
+        /* net and hsm read only [agent]: restart them only when it changed. */
+        if (agent_section_changed(s->cfg, cfg))
+                for (int i = 1; i < 3; i++)
+                        if (s->children[i].pid > 0) {
+                                s->children[i].stopping = true;
+                                kill(s->children[i].pid, SIGTERM);
+                        }
+        config_free(s->cfg);
+        s->cfg = cfg;
+}
+
+/* Runs the processes until SIGTERM/SIGINT.  READY_FD (or -1) gets "OK" once all three said
+ * hello, or the start-up error.  Returns an exit status. */
+static int supervise(struct config **cfgp, const char *config_path, const char *socket_path, int listen_fd,
+                     int ready_fd, int log_fd) {
+        struct supervisor s = {
+                .cfg = *cfgp,
+                .config_path = config_path,
+                .listen_fd = listen_fd,
+                .children = {
+                        { .name = "front", .role = ROLE_FRONT, .super_channel = CHAN_SUPER_FRONT, .super_fd = -1 },
+                        { .name = "net", .role = ROLE_NET, .super_channel = CHAN_SUPER_NET, .super_fd = -1 },
+                        { .name = "hsm", .role = ROLE_HSM, .super_channel = CHAN_SUPER_HSM, .super_fd = -1 },
+                },
+                .stash = { -1, -1, -1 },
         };
-        _cleanup_free_ char *err = NULL;
-        struct hsm *hsm = NULL;
-        struct fetcher *fetcher = NULL;
-        struct tokcache *cache = NULL;
-        struct frontproc *front = NULL;
+        size_t rbuf_size = msg_channel_max(CHAN_SUPER_FRONT);
+        _cleanup_free_ uint8_t *rbuf = malloc(rbuf_size);
+        uint64_t start_deadline = now_boottime_ms() + 30000;
         sigset_t mask;
-        int r, sig, status = 1;
+        int status = 1;
 
         harden_process();
-
-        /* Every thread created from here on inherits the blocked signals; main takes them with sigwait. */
         sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
-        pthread_sigmask(SIG_BLOCK, &mask, NULL);
+        for (int role = ROLE_FRONT; role <= ROLE_HSM; role++)
+                sigaddset(&mask, SIGRTMIN + role);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
+        s.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (s.sfd < 0 || !rbuf) {
+                report(ready_fd, "cannot set up signal handling\n");
+                return 1;
+        }
 
-        r = hsm_open(&hp, &hsm, &err);
-        if (r < 0) {
-                char *msg = NULL;
-                set_error(&msg, "cannot open the PKCS#11 token: %s\n", err ? err : strerror(-r));
-                log_error("%s", msg ? msg : "cannot open the PKCS#11 token");
-                report(ready_fd, msg ? msg : "cannot open the PKCS#11 token\n");
-                free(msg);
-                goto out;
-        }
-        if (oauth_global_init() < 0) {
-                report(ready_fd, "cannot initialise libcurl\n");
-                goto out;
-        }
-        fetcher = fetcher_new(cfg, hsm);
-        cache = fetcher ? tokcache_new(fetcher_start, fetcher) : NULL;
-        if (!cache) {
-                report(ready_fd, "out of memory\n");
-                goto out;
-        }
-        fetcher_set_cache(fetcher, cache);
-        r = frontproc_start(cfg, cache, listen_fd, &front);
-        listen_fd = -1; /* the front owns it now */
-        if (r < 0) {
-                log_error_errno(r, "Failed to start the HTTP server on %s: %m", socket_path);
-                report(ready_fd, "cannot start the HTTP server\n");
-                goto out;
-        }
-        log_info("credagent %s listening on %s (%zu credentials)", CREDAGENT_VERSION, socket_path,
-                 cfg->n_credentials);
-        report(ready_fd, "OK");
-        ready_fd = -1;
+        for (int i = 0; i < 3; i++)
+                if (start_child(&s, i) < 0) {
+                        report(ready_fd, "cannot start the agent's processes\n");
+                        goto stop;
+                }
 
         for (;;) {
-                if (sigwait(&mask, &sig) != 0)
-                        continue;
-                if (sig == SIGHUP) {
-                        log_notice("SIGHUP: configuration reload is not supported by this version; restart the agent to apply a new configuration");
-                        continue;
+                struct pollfd p[5];
+                uint64_t now = now_boottime_ms(), next = UINT64_MAX;
+                int timeout;
+
+                if (!s.ready && s.children[0].hello && s.children[1].hello && s.children[2].hello) {
+                        s.ready = true;
+                        log_info("credagent %s ready on %s (%zu credentials)", CREDAGENT_VERSION, socket_path,
+                                 s.cfg->n_credentials);
+                        report(ready_fd, "OK");
+                        ready_fd = -1;
+                        (void) notify_send("READY=1");
+                        if (term_fd >= 0) {
+                                close(term_fd); /* from now on the log is syslog's */
+                                term_fd = -1;
+                        }
                 }
-                log_info("Received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-                break;
+                for (int i = 0; i < 3; i++) {
+                        struct child *c = &s.children[i];
+                        if (c->pid > 0 || s.shutting_down)
+                                continue;
+                        if (!s.ready) {
+                                /* A process that dies before the agent was ever ready: the set-up is wrong. */
+                                if (log_fd >= 0)
+                                        forward_logs(log_fd); /* its last words reach the terminal first */
+                                report(ready_fd, c->role == ROLE_HSM ? "the hsm process could not open the PKCS#11 token (see the log)\n"
+                                                                     : "a process of the agent failed to start (see the log)\n");
+                                ready_fd = -1;
+                                goto stop;
+                        }
+                        if (c->restart_at_ms <= now)
+                                (void) start_child(&s, i);
+                        else if (c->restart_at_ms < next)
+                                next = c->restart_at_ms;
+                }
+                if (!s.ready && now > start_deadline) {
+                        report(ready_fd, "the agent's processes did not come up in 30 s\n");
+                        ready_fd = -1;
+                        goto stop;
+                }
+                timeout = next == UINT64_MAX ? (s.ready ? -1 : 1000) : (int) (next - now);
+
+                p[0] = (struct pollfd) { .fd = s.sfd, .events = POLLIN };
+                for (int i = 0; i < 3; i++)
+                        p[1 + i] = (struct pollfd) { .fd = s.children[i].super_fd, .events = POLLIN };
+                p[4] = (struct pollfd) { .fd = log_fd, .events = POLLIN };
+                if (poll(p, 5, timeout) < 0 && errno != EINTR) {
+                        log_error_errno(errno, "poll() failed: %m");
+                        goto stop;
+                }
+                if (p[4].revents)
+                        forward_logs(log_fd);
+                for (int i = 0; i < 3; i++)
+                        if (p[1 + i].revents && s.children[i].super_fd >= 0)
+                                read_child(&s, &s.children[i], rbuf, rbuf_size);
+                if (p[0].revents) {
+                        struct signalfd_siginfo si;
+
+                        while (read(s.sfd, &si, sizeof si) == (ssize_t) sizeof si) {
+                                int sig = (int) si.ssi_signo;
+
+                                if (sig == SIGCHLD)
+                                        reap(&s);
+                                else if (sig == SIGHUP)
+                                        reload(&s);
+                                else if (sig == SIGTERM || sig == SIGINT) {
+                                        log_info("Received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                                        status = 0;
+                                        goto stop;
+                                } else if (sig >= SIGRTMIN + ROLE_FRONT && sig <= SIGRTMIN + ROLE_HSM) {
+                                        struct child *c = &s.children[sig - SIGRTMIN - ROLE_FRONT];
+                                        /* Only our own children may ask. */
+                                        bool from_child = false;
+                                        for (int i = 0; i < 3; i++)
+                                                from_child |= s.children[i].pid > 0 && (pid_t) si.ssi_pid == s.children[i].pid;
+                                        if (from_child && c->pid > 0) {
+                                                log_error("A peer reported a protocol violation by the %s process: restarting it", c->name);
+                                                kill(c->pid, SIGKILL);
+                                        }
+                                }
+                        }
+                }
         }
-        status = 0;
-out:
-        if (front)
-                frontproc_quiesce(front);
-        if (fetcher)
-                fetcher_shutdown(fetcher);
-        frontproc_free(front);
-        tokcache_free(cache);
-        fetcher_free(fetcher);
-        if (listen_fd >= 0)
-                close(listen_fd);
-        hsm_close(hsm);
-        oauth_global_cleanup();
-        if (ready_fd >= 0)
-                report(ready_fd, "the agent failed to start\n");
+
+stop:
+        s.shutting_down = true;
+        (void) notify_send("STOPPING=1");
+        for (int i = 0; i < 3; i++)
+                if (s.children[i].pid > 0)
+                        kill(s.children[i].pid, SIGTERM);
+        for (uint64_t deadline = now_boottime_ms() + 5000;;) {
+                bool alive = false;
+
+                reap(&s);
+                if (log_fd >= 0)
+                        forward_logs(log_fd);
+                for (int i = 0; i < 3; i++)
+                        alive |= s.children[i].pid > 0;
+                if (!alive)
+                        break;
+                if (now_boottime_ms() > deadline) {
+                        for (int i = 0; i < 3; i++)
+                                if (s.children[i].pid > 0)
+                                        kill(s.children[i].pid, SIGKILL);
+                        deadline = UINT64_MAX;
+                }
+                usleep(20000);
+        }
+        for (int e = 0; e < _EDGE_MAX; e++)
+                if (s.stash[e] >= 0)
+                        close(s.stash[e]);
+        close(s.sfd);
+        report(ready_fd, "the agent failed to start\n");
+        *cfgp = s.cfg; /* reloads may have replaced it */
         return status;
 }
 
@@ -392,7 +827,7 @@ int main(int argc, char **argv) {
         if (o.foreground) {
                 if (o.print_env)
                         print_env(socket_path, getpid());
-                status = run(cfg, socket_path, listen_fd, -1);
+                status = supervise(&cfg, o.config_path, socket_path, listen_fd, -1, -1);
         } else {
                 int pipefd[2];
                 pid_t pid;
@@ -430,15 +865,26 @@ int main(int argc, char **argv) {
                         _exit(1);
                 if (chdir("/") < 0)
                         _exit(1);
-                int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+                int null = open("/dev/null", O_RDWR | O_CLOEXEC), logpipe[2];
                 if (null >= 0) {
                         dup2(null, STDIN_FILENO);
                         dup2(null, STDOUT_FILENO);
-                        dup2(null, STDERR_FILENO);
                         close(null);
                 }
-                log_open_syslog();
-                status = run(cfg, socket_path, listen_fd, pipefd[1]);
+                /* The processes log to stderr, which becomes a pipe the supervisor reads: until the
+                 * agent is ready each line also goes to the terminal that started it (so a start-up
+                 * failure explains itself), and always to syslog.  Sandboxed processes need no
+                 * syslog socket of their own. */
+                if (pipe2(logpipe, O_CLOEXEC) < 0)
+                        _exit(1);
+                term_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+                dup2(logpipe[1], STDERR_FILENO);
+                close(logpipe[1]);
+                (void) proc_set_nonblock(STDERR_FILENO); /* a full pipe drops lines, never stalls a process */
+                (void) proc_set_nonblock(logpipe[0]);
+                openlog("credagent", LOG_PID, LOG_DAEMON);
+                log_set_writer(daemon_log_writer);
+                status = supervise(&cfg, o.config_path, socket_path, listen_fd, pipefd[1], logpipe[0]);
         }
 
         /* Remove the socket if it is still ours. */

@@ -11,6 +11,7 @@
 static int max_level = LOG_INFO;
 static const char *ident = "credagent";
 static bool use_syslog;
+static log_writer_t writer;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void log_set_max_level(int level) {
@@ -23,6 +24,10 @@ int log_get_max_level(void) {
 
 void log_set_ident(const char *s) {
         ident = s;
+}
+
+void log_set_writer(log_writer_t w) {
+        writer = w;
 }
 
 void log_open_syslog(void) {
@@ -53,7 +58,11 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         vsnprintf(buf, sizeof buf, format, ap);
         va_end(ap);
 
-        if (use_syslog)
+        if (writer) {
+                pthread_mutex_lock(&log_lock);
+                writer(level, buf);
+                pthread_mutex_unlock(&log_lock);
+        } else if (use_syslog)
                 syslog(level, "%s", buf);
         else {
                 struct timespec ts;

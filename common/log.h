@@ -22,6 +22,11 @@ void log_set_ident(const char *ident);
 /* Send later messages to syslog(3) (LOG_DAEMON) instead of stderr. */
 void log_open_syslog(void);
 
+/* Send later messages to WRITER instead (NULL: back to stderr).  WRITER gets the level and
+ * the formatted message without timestamp or ident; it is called under the log lock. */
+typedef void (*log_writer_t)(int level, const char *message);
+void log_set_writer(log_writer_t writer);
+
 /* Logs one line at LEVEL; if ERROR is non-zero, "%m" in FORMAT expands to
  * strerror(|error|).  Returns -|error| (or 0 when ERROR is 0), so it can be used as
  * `return log_error_errno(r, "…: %m");`. */

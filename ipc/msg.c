@@ -727,6 +727,8 @@ int msg_recv(int fd, enum msg_channel c, bool from_a, uint8_t *buf, size_t buf_s
                 };
                 n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
         } while (n < 0 && errno == EINTR);
+        if (n < 0 && errno == ECONNRESET)
+                n = 0; /* the peer closed with frames of ours unread: that is an end of stream too */
         if (n < 0)
                 return -errno;
 
