@@ -2,6 +2,8 @@
 /* credctl: the command-line client of credagent. */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,11 +227,22 @@ static int cmd_whoami(int argc, char **argv) {
         if (resp.status != 200)
                 r = print_error_answer(&resp);
         else {
-                struct json_object *o = json_tokener_parse(resp.body);
+                struct json_object *o = json_tokener_parse(resp.body), *v;
                 if (!o) {
                         fprintf(stderr, "credctl: the agent's answer is not JSON\n");
                         r = 1;
-                } else
+                } else {
+                        /* The agent answers numbers; names are looked up here, as the caller. */
+                        if (json_object_object_get_ex(o, "uid", &v)) {
+                                struct passwd *pw = getpwuid((uid_t) json_object_get_int64(v));
+                                json_object_object_add(o, "user", pw ? json_object_new_string(pw->pw_name) : NULL);
+                        }
+                        if (json_object_object_get_ex(o, "gid", &v)) {
+                                struct group *gr = getgrgid((gid_t) json_object_get_int64(v));
+                                json_object_object_add(o, "group", gr ? json_object_new_string(gr->gr_name) : NULL);
+                        }
+                }
+                if (o)
                         printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
                 json_object_put(o);
         }

@@ -302,25 +302,16 @@ static enum MHD_Result handle_token(struct frontproc *f, struct request *req, co
         return queue_token(req, cc);
 }
 
+/* GET /v1/whoami.  Numbers only: the front is sandboxed without NSS (a name lookup may open
+ * files or an nscd socket); credctl whoami adds the names on the caller's side. */
 static enum MHD_Result handle_whoami(struct frontproc *f, struct request *req, const struct conn_ctx *cc) {
         struct json_object *o = json_object_new_object(), *groups = json_object_new_array(),
                            *principals = json_object_new_object();
-        char buf[4096];
-        struct passwd pw, *pwr = NULL;
-        struct group gr, *grr = NULL;
         enum MHD_Result ret;
 
         json_object_object_add(o, "uid", json_object_new_int64(cc->peer.uid));
         json_object_object_add(o, "gid", json_object_new_int64(cc->peer.gid));
         json_object_object_add(o, "pid", json_object_new_int64(cc->peer.pid));
-        if (getpwuid_r(cc->peer.uid, &pw, buf, sizeof buf, &pwr) == 0 && pwr)
-                json_object_object_add(o, "user", json_object_new_string(pwr->pw_name));
-        else
-                json_object_object_add(o, "user", NULL);
-        if (getgrgid_r(cc->peer.gid, &gr, buf, sizeof buf, &grr) == 0 && grr)
-                json_object_object_add(o, "group", json_object_new_string(grr->gr_name));
-        else
-                json_object_object_add(o, "group", NULL);
         for (size_t i = 0; i < cc->peer.n_groups; i++)
                 json_object_array_add(groups, json_object_new_int64(cc->peer.groups[i]));
         json_object_object_add(o, "groups", groups);

@@ -572,8 +572,10 @@ static void reload(struct supervisor *s) {
         int r;
 
         log_info("SIGHUP: reloading %s", s->config_path);
+        (void) notify_send("RELOADING=1");
         r = config_load(s->config_path, 0, &cfg, &errors);
         if (r < 0) {
+                (void) notify_send("READY=1");
                 log_error("The new configuration is invalid; keeping the running one:");
                 for (char *line = errors, *next; line && *line; line = next) {
                         next = strchr(line, '\n');
@@ -597,6 +599,7 @@ static void reload(struct supervisor *s) {
         if (r < 0) {
                 log_error_errno(r, "Cannot hand the new configuration to the front, keeping the running one: %m");
                 config_free(cfg);
+                (void) notify_send("READY=1");
                 return;
         }
         /* net and hsm read only [agent]: restart them only when it changed. */
@@ -608,6 +611,7 @@ static void reload(struct supervisor *s) {
                         }
         config_free(s->cfg);
         s->cfg = cfg;
+        (void) notify_send("READY=1");
 }
 
 /* Runs the processes until SIGTERM/SIGINT.  READY_FD (or -1) gets "OK" once all three said
@@ -782,6 +786,8 @@ int main(int argc, char **argv) {
         const char *socket_path;
         int r, listen_fd = -1, status;
         struct stat st_sock;
+        char activated_path[sizeof ((struct sockaddr_un *) NULL)->sun_path + 1];
+        bool activated;
 
         log_set_ident("credagent");
         if (parse_args(argc, argv, &o) < 0)
@@ -815,14 +821,37 @@ int main(int argc, char **argv) {
                 return 0;
         }
 
-        socket_path = o.socket_path ? o.socket_path : cfg->socket;
-        r = make_listen_socket(socket_path, cfg->socket_group != NULL, cfg->socket_gid, &listen_fd, &err);
+        /* systemd socket activation: the service manager owns the socket (and its path, mode
+         * and group); we neither create nor remove it. */
+        r = listen_fds_from_env_full(&listen_fd, &err);
         if (r < 0) {
-                fprintf(stderr, "credagent: %s\n", err ? err : strerror(-r));
+                fprintf(stderr, "credagent: socket activation: %s\n", err ? err : strerror(-r));
                 return 1;
         }
-        if (stat(socket_path, &st_sock) < 0)
+        activated = r > 0;
+        if (activated) {
+                struct sockaddr_un sa;
+                socklen_t sl = sizeof sa;
+
+                (void) proc_set_nonblock(listen_fd);
+                if (getsockname(listen_fd, (struct sockaddr *) &sa, &sl) == 0 && sl > sizeof sa.sun_family &&
+                    sa.sun_path[0])
+                        snprintf(activated_path, sizeof activated_path, "%.*s",
+                                 (int) (sl - sizeof sa.sun_family), sa.sun_path);
+                else
+                        snprintf(activated_path, sizeof activated_path, "(socket from the service manager)");
+                socket_path = activated_path;
                 st_sock = (struct stat) {};
+        } else {
+                socket_path = o.socket_path ? o.socket_path : cfg->socket;
+                r = make_listen_socket(socket_path, cfg->socket_group != NULL, cfg->socket_gid, &listen_fd, &err);
+                if (r < 0) {
+                        fprintf(stderr, "credagent: %s\n", err ? err : strerror(-r));
+                        return 1;
+                }
+                if (stat(socket_path, &st_sock) < 0)
+                        st_sock = (struct stat) {};
+        }
 
         if (o.foreground) {
                 if (o.print_env)
@@ -887,9 +916,9 @@ int main(int argc, char **argv) {
                 status = supervise(&cfg, o.config_path, socket_path, listen_fd, pipefd[1], logpipe[0]);
         }
 
-        /* Remove the socket if it is still ours. */
+        /* Remove the socket if it is still ours (an activated one is the service manager's). */
         struct stat st;
-        if (stat(socket_path, &st) == 0 && st.st_ino == st_sock.st_ino && st.st_dev == st_sock.st_dev)
+        if (!activated && stat(socket_path, &st) == 0 && st.st_ino == st_sock.st_ino && st.st_dev == st_sock.st_dev)
                 (void) unlink(socket_path);
         return status;
 }

@@ -113,7 +113,8 @@ def test_whoami_for_root(agent):
     assert r.status == 200, r
     w = r.json
     assert w["uid"] == 0 and w["gid"] == 0 and w["pid"] == os.getpid(), w
-    assert w["user"] == "root", w
+    # Numbers only on the socket: the sandboxed front does no name lookups (credctl adds names).
+    assert "user" not in w and "group" not in w, w
     assert isinstance(w["groups"], list), w
     assert set(w["principals"]) == {"Basic", "Post", "Weird", "WeirdPost"}, w
     for cred, princ in w["principals"].items():
