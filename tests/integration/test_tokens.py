@@ -75,10 +75,17 @@ def test_client_auth_method_gets_a_real_token(agent, idp, catalogue, cred, auth)
     hit = agent.wait_log(r"token uid=0 pid=%d credential=%s principal=(%s\.)?Main outcome=hit\b.* fp=%s"
                          % (pid, cred, cred, fp))
     assert hit, agent.log()[-2000:]
-    fetch = agent.wait_log(r"fetch credential=%s principal=(%s\.)?Main outcome=ok\b.*http=200\b.* fp=%s"
-                           % (cred, cred, fp))
-    assert fetch, agent.log()[-2000:]
     assert token not in agent.log()
+
+
+def test_fetch_is_logged_with_credential_and_principal(agent, idp):
+    """One line per fetch: `fetch credential=C principal=N outcome=ok http=200 ... fp=F`."""
+    r = agent.token("Basic")
+    assert r.status == 200, r
+    fp = fingerprint(r.json["access_token"])
+    fetch = agent.wait_log(r"fetch credential=Basic principal=(Basic\.)?Main outcome=ok\b.*http=200\b.* fp=%s" % fp)
+    assert fetch, "no fetch line naming the credential and principal with fp=%s in:\n%s" % (
+        fp, agent.log()[-2000:])
 
 
 @pytest.mark.parametrize("cred,auth", [("Weird", "basic"), ("WeirdPost", "post")])
@@ -157,6 +164,8 @@ def test_credctl_whoami(agent, harness):
     w = json.loads(r.stdout)
     assert w["uid"] == 0 and w["gid"] == 0, w
     assert w["pid"] != os.getpid() and w["pid"] > 0, "whoami names credctl's own pid"
+    # ipc/PROTOCOL.md: the socket answers numbers, credctl adds the names on the caller's side.
+    assert w.get("user") == "root" and w.get("group") == "root", w
     assert principal_matches(w["principals"]["Basic"], "Basic", "Main"), w
 
 
