@@ -31,6 +31,8 @@ struct pending {
         uint64_t fetch_id;
         struct tokcache_entry *entry;
         char *scope;                    /* requested scope, reported when the IdP grants none */
+        const struct config_principal *principal; /* for the log (retired configs stay alive) */
+        uint64_t started_ms;
         uint64_t deadline_ms;           /* CLOCK_BOOTTIME: answered idp_timeout after this */
 };
 
@@ -512,6 +514,8 @@ static int front_fetch_start(void *userdata, struct tokcache_entry *e, const str
                                 .fetch_id = m.fetch_id,
                                 .entry = e,
                                 .scope = TAKE_PTR(scope_copy),
+                                .principal = p,
+                                .started_ms = now_boottime_ms(),
                                 .deadline_ms = now_boottime_ms() + (uint64_t) cred->timeout * 1000 +
                                                FRONT_FETCH_GRACE_MS,
                         };
@@ -522,8 +526,26 @@ static int front_fetch_start(void *userdata, struct tokcache_entry *e, const str
         return r;
 }
 
-static void complete_pending(struct frontproc *f, struct pending *p, struct tokcache_answer *a) {
-        tokcache_complete(f->cache, p->entry, a, now_boottime_ms());
+/* Logs the fetch's outcome (one line per fetch: credential, principal, outcome, the IdP's
+ * status and error, the token's fingerprint) and hands the answer to the cache. */
+static void complete_pending(struct frontproc *f, struct pending *p, struct tokcache_answer *a,
+                             unsigned http_status) {
+        uint64_t now = now_boottime_ms();
+        char fp[9] = "-";
+
+        if (a->error == API_OK)
+                log_fingerprint(a->access_token, strlen(a->access_token), fp);
+        if (a->error == API_OK)
+                log_info("fetch credential=%s principal=%s outcome=ok http=%u expires_in=%llu fp=%s ms=%llu",
+                         p->principal->credential->name, p->principal->name, http_status,
+                         (unsigned long long) ((a->expires_at - now) / 1000), fp,
+                         (unsigned long long) (now - p->started_ms));
+        else
+                log_warning("fetch credential=%s principal=%s outcome=%s%s%s http=%u ms=%llu: %s",
+                            p->principal->credential->name, p->principal->name, api_error_name(a->error),
+                            a->idp_error[0] ? " idp_error=" : "", a->idp_error, http_status,
+                            (unsigned long long) (now - p->started_ms), a->description);
+        tokcache_complete(f->cache, p->entry, a, now);
         free(p->scope);
 }
 
@@ -541,7 +563,7 @@ static void fail_all_pending(struct frontproc *f, enum api_error e, const char *
                 p = pending_take(f, f->n_pending - 1);
                 pthread_mutex_unlock(&f->lock);
                 snprintf(a.description, sizeof a.description, "%s", description);
-                complete_pending(f, &p, &a);
+                complete_pending(f, &p, &a, 0);
         }
 }
 
@@ -570,7 +592,7 @@ static int expire_pending(struct frontproc *f) {
                         break;
                 log_warning("fetch %llu: no answer from the network process in time", (unsigned long long) p.fetch_id);
                 snprintf(a.description, sizeof a.description, "the token request did not finish in time");
-                complete_pending(f, &p, &a);
+                complete_pending(f, &p, &a, 0);
         }
         return next == UINT64_MAX ? -1 : (int) (next - now > 60000 ? 60000 : next - now);
 }
@@ -605,7 +627,7 @@ static void handle_fetch_done(struct frontproc *f, struct msg_fetch_done *d) {
                 snprintf(a.idp_error, sizeof a.idp_error, "%s", d->idp_error ? d->idp_error : "");
                 snprintf(a.description, sizeof a.description, "%s", d->description ? d->description : "");
         }
-        complete_pending(f, &p, &a);
+        complete_pending(f, &p, &a, d->http_status);
 }
 
 static void handle_net(struct frontproc *f, uint8_t *rbuf, size_t rbuf_size) {

@@ -181,12 +181,12 @@ static void *fetch_thread(void *arg) {
 
         if (d.error == API_OK) {
                 char fp[9];
-                log_info("fetch %llu outcome=ok http=%ld expires_in=%u fp=%s ms=%llu", (unsigned long long) f->fetch_id,
+                log_debug("fetch %llu outcome=ok http=%ld expires_in=%u fp=%s ms=%llu", (unsigned long long) f->fetch_id,
                          res.http_status, res.expires_in,
                          log_fingerprint(res.access_token, strlen(res.access_token), fp),
                          (unsigned long long) (now_boottime_ms() - started));
         } else
-                log_warning("fetch %llu outcome=%s%s%s http=%ld ms=%llu: %s", (unsigned long long) f->fetch_id,
+                log_debug("fetch %llu outcome=%s%s%s http=%ld ms=%llu: %s", (unsigned long long) f->fetch_id,
                             api_error_name(d.error), d.idp_error ? " idp_error=" : "", d.idp_error ? d.idp_error : "",
                             res.http_status, (unsigned long long) (now_boottime_ms() - started), res.description);
         send_done(n, &d);
