@@ -26,6 +26,7 @@
 #include "build-config.h"
 #include "agent/config.h"
 #include "ipc/client.h"
+#include "ipc/msg.h"
 #include "hsm/hsm.h"
 #include "log.h"
 #include "macro.h"
@@ -479,8 +480,8 @@ static int loader_add_file(struct loader *l, const char *path, size_t *ret_index
  * recorded as an error) or ENOMEM. */
 static int loader_parse_file(struct loader *l, const char *path) {
         struct reader r = {};
-        size_t size, file;
-        char *buf;
+        size_t size = 0, file;
+        char *buf = NULL;
         int k;
 
         k = loader_add_file(l, path, &file);
@@ -989,6 +990,10 @@ static bool check_secret_uri(struct loader *l, const struct section *s, const st
                 key_error(l, s, e, "the PKCS#11 URI contains whitespace; write a space in a label as %%20");
                 return false;
         }
+        if (strlen(v) > MSG_ID_MAX) {
+                key_error(l, s, e, "the PKCS#11 URI is longer than %d bytes", MSG_ID_MAX);
+                return false;
+        }
 
         u = p11_kit_uri_new();
         if (!u) {
@@ -1082,6 +1087,10 @@ static bool check_token_url(struct loader *l, const struct section *s, const str
         CURLUcode rc;
         bool ok = false;
 
+        if (strlen(v) > MSG_URL_MAX) {
+                key_error(l, s, e, "longer than %d bytes", MSG_URL_MAX);
+                return false;
+        }
         u = curl_url();
         if (!u) {
                 l->oom = true;
@@ -1439,6 +1448,8 @@ static void validate_credential(struct loader *l, const struct section *s, struc
         if (has_value(e)) {
                 if (strncmp(e->value, "{!", 2) == 0)
                         key_error(l, s, e, "\"%s\": scope formulas are not supported by this version", Q(e->value));
+                else if (strlen(e->value) > MSG_SCOPE_MAX)
+                        key_error(l, s, e, "longer than %d bytes", MSG_SCOPE_MAX);
                 else if (!scope_is_valid(e->value))
                         key_error(l, s, e, "\"%s\" is not a list of scope tokens separated by single spaces "
                                   "(RFC 6749 section 3.3: printable ASCII except space, '\"' and '\\')", Q(e->value));

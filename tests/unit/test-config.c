@@ -727,6 +727,39 @@ static void test_agent_errors(void **state) {
 
 #define D_HEAD AGENT "[credential D]\n" /* [credential D] on line 5, keys from line 6 */
 
+/* A scope is sent to net in one message: longer than MSG_SCOPE_MAX is refused at load time.
+ * (token_url and client_secret cannot exceed their limits: inih lines end at 198 bytes and
+ * continuation lines join with a space, which neither may contain.) */
+static void test_scope_length_cap(void **state) {
+        struct ctx *t = *state;
+        char *conf = NULL, *line = NULL;
+        size_t len = 0, pos = 0;
+        FILE *f = open_memstream(&conf, &len);
+
+        assert_non_null(f);
+        fputs(AGENT CRED "scope = s0", f);
+        /* 30 continuation lines of 150 bytes: about 4500 bytes of scope tokens. */
+        line = malloc(152);
+        assert_non_null(line);
+        for (int i = 0; i < 30; i++) {
+                memset(line, 'x', 150);
+                line[0] = ' ';
+                line[150] = '\n';
+                line[151] = '\0';
+                fputs("\n", f);
+                fputs(line, f);
+                pos += 150;
+        }
+        fputs("\n" PRINC, f);
+        fclose(f);
+        free(line);
+        assert_true(pos > 4096);
+        assert_int_equal(load(t, conf, 0), -EINVAL);
+        assert_non_null(t->errors);
+        assert_non_null(strstr(t->errors, "[credential C] scope: longer than 4096 bytes"));
+        free(conf);
+}
+
 static void test_credential_errors(void **state) {
         const struct error_case cases[] = {
                 { D_HEAD "token_url = https://b/t\nflow = authorization_code\n",
@@ -1208,6 +1241,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_structure_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_name_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_scope_length_cap, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_credential_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_principal_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_multiple_errors, setup, teardown),

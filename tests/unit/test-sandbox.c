@@ -564,7 +564,7 @@ static int spawn(char *const argv[], pid_t *ret_pid) {
 }
 
 static int run_tool(char *const argv[]) {
-        pid_t pid;
+        pid_t pid = 0;
         int status, r = spawn(argv, &pid);
 
         if (r < 0)

@@ -28,7 +28,7 @@
 
 /* Returns the VmFlags line of the mapping that contains P, or "" (static buffer). */
 static const char *vmflags_of(const void *p) {
-        static char flags[256];
+        static char flags[512];
         char line[512];
         bool in = false;
         FILE *f = fopen("/proc/self/smaps", "re");
