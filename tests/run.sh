@@ -26,9 +26,9 @@ run_build() {
         meson test -C "$dir" --print-errorlogs --num-processes 2 || status=1
 }
 
-# Test builds compile the test hooks (-Dtest_hooks=true: SIGUSR2 makes a sandboxed process try a
+# Test builds (build-test, build-sanitize) compile the test hooks (-Dtest_hooks=true: SIGUSR2 makes a sandboxed process try a
 # forbidden syscall, for the sandbox tests); the quickstart's build does not.
-run_build build -Dtest_hooks=true
+run_build build-test -Dtest_hooks=true
 if ! $quick; then
         # Sanitizers: leaks inside the PKCS#11 module at unload are not ours (tests/lsan.supp).
         export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1
