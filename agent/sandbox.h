@@ -136,7 +136,9 @@ enum sandbox_feature {
  * An unknown F is false. */
 bool sandbox_kernel_has(enum sandbox_feature f);
 
-/* The Landlock ABI version of the running kernel, 0 when Landlock is absent or disabled. */
+/* The Landlock ABI version of the running kernel, 0 when Landlock is absent or disabled.
+ * Asked once (landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)) and cached;
+ * sandbox_apply() asks before loading the filter, which forbids the question. */
 int sandbox_landlock_abi(void);
 
 /* Name of a group bit ("SB_STDIO"), NULL for anything else. */
