@@ -806,6 +806,13 @@ int frontproc(struct config *cfg, int listen_fd, int net_fd, int hsm_fd, int sup
         (void) proc_set_nonblock(f.net_fd);
         (void) proc_set_nonblock(f.hsm_fd);
         (void) proc_set_nonblock(f.super_fd);
+        /* Load what libraries load lazily (the time zone for log timestamps, …) while files
+         * can still be opened; then Landlock, which binds only the calling thread and those it
+         * creates later, before libmicrohttpd starts its thread (the seccomp part, with TSYNC,
+         * comes after). */
+        sandbox_warm_up();
+        if (sandbox_landlock("front", &sandbox_policy_front) < 0)
+                goto out;
         f.daemon = MHD_start_daemon(
                 MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
                 0, NULL, NULL, access_handler, &f,

@@ -275,6 +275,7 @@ int hsmproc(const struct config *cfg, int front_fd, int net_fd, int super_fd) {
         (void) proc_set_nonblock(h.super_fd);
 
         /* Drop what it does not need, then the filter. */
+        sandbox_warm_up();
         r = sandbox_apply("hsm", &sandbox_policy_hsm);
         if (r < 0)
                 goto out;
