@@ -210,6 +210,8 @@ static struct term *new_term(struct parser *p) {
                 fail(p, -E2BIG, p->pos, M_TOO_MANY_TERMS);
                 return NULL;
         }
+        /* Zeroed: an error before the term is filled frees its text, NULL then. */
+        p->terms[p->n_terms] = (struct term) {};
         return &p->terms[p->n_terms++];
 }
 
