@@ -9,6 +9,12 @@
 #include <p11-kit/pkcs11.h>
 #include <p11-kit/uri.h>
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/rand.h>
+
 #include "hsm/error.h"
 #include "hsm/hsm.h"
 #include "hsm/module.h"
@@ -500,32 +506,43 @@ static int op_read(struct hsm *h, void *userdata) {
         return 0;
 }
 
-int hsm_read_secret(struct hsm *h, const char *object_uri, struct secbuf **ret) {
-        _cleanup_(uri_freep) P11KitUri *uri = NULL;
-        _cleanup_free_ char *label = NULL;
-        CK_OBJECT_CLASS klass = CKO_DATA;
+/* An object URI resolved against the open token: the search template (class, label, id)
+ * and the label for messages.  The template points into URI. */
+struct object_query {
+        P11KitUri *uri;
+        char *label;
+        CK_OBJECT_CLASS klass;
         CK_ATTRIBUTE template[3];
+        CK_ULONG n_template;
+};
+
+static void object_query_done(struct object_query *q) {
+        p11_kit_uri_free(q->uri);
+        free(q->label);
+        *q = (struct object_query) {};
+}
+
+/* Parses OBJECT_URI (a data object for CKO_DATA, a key for CKO_PRIVATE_KEY) and checks that
+ * it names the open module and token.  Call with the lock held; messages go to h->error. */
+static int object_query_init(struct hsm *h, const char *object_uri, CK_OBJECT_CLASS klass, struct object_query *q) {
         CK_ATTRIBUTE *la, *id;
-        struct read_args a = {};
         struct uri_target t;
         const char *mp;
         int r;
 
-        if (!h || !object_uri || !ret)
-                return -EINVAL;
-        call_begin(h);
-
-        r = uri_parse_object(object_uri, &uri, &h->error);
+        *q = (struct object_query) { .klass = klass };
+        r = klass == CKO_DATA ? uri_parse_object(object_uri, &q->uri, &h->error) :
+                                uri_parse_key(object_uri, &q->uri, &h->error);
         if (r < 0)
-                return call_end(h, r);
+                return r;
 
-        mp = p11_kit_uri_get_module_path(uri);
+        mp = p11_kit_uri_get_module_path(q->uri);
         if (mp) {
                 _cleanup_free_ char *p = realpath(mp, NULL);
                 if (!p || strcmp(p, h->module_path) != 0)
-                        return call_end(h, hsm_error_setf(&h->error, -ENOENT,
-                                                          "object URI names module \"%s\", but the open module is \"%s\"",
-                                                          mp, h->module_path));
+                        return hsm_error_setf(&h->error, -ENOENT,
+                                              "object URI names module \"%s\", but the open module is \"%s\"",
+                                              mp, h->module_path);
         }
         t = (struct uri_target) {
                 .slot_id = h->slot,
@@ -533,25 +550,40 @@ int hsm_read_secret(struct hsm *h, const char *object_uri, struct secbuf **ret) 
                 .token_info = &h->token_info,
                 .module_info = &h->module_info,
         };
-        if (!uri_match(uri, &t)) {
+        if (!uri_match(q->uri, &t)) {
                 _cleanup_free_ char *shown = uri_redact(object_uri);
-                return call_end(h, hsm_error_setf(&h->error, -ENOENT,
-                                                  "object URI \"%s\" names another token than \"%s\"",
-                                                  shown ?: "?", h->token_label));
+                return hsm_error_setf(&h->error, -ENOENT, "object URI \"%s\" names another token than \"%s\"",
+                                      shown ?: "?", h->token_label);
         }
 
-        la = p11_kit_uri_get_attribute(uri, CKA_LABEL);
-        label = strndup(la->pValue, la->ulValueLen);
-        if (!label)
-                return call_end(h, -ENOMEM);
-        template[0] = (CK_ATTRIBUTE) { CKA_CLASS, &klass, sizeof klass };
-        template[1] = *la;
-        a.n_template = 2;
-        id = p11_kit_uri_get_attribute(uri, CKA_ID);
+        la = p11_kit_uri_get_attribute(q->uri, CKA_LABEL);
+        q->label = strndup(la->pValue, la->ulValueLen);
+        if (!q->label)
+                return -ENOMEM;
+        q->template[0] = (CK_ATTRIBUTE) { CKA_CLASS, &q->klass, sizeof q->klass };
+        q->template[1] = *la;
+        q->n_template = 2;
+        id = p11_kit_uri_get_attribute(q->uri, CKA_ID);
         if (id)
-                template[a.n_template++] = *id;
-        a.template = template;
-        a.label = label;
+                q->template[q->n_template++] = *id;
+        return 0;
+}
+
+int hsm_read_secret(struct hsm *h, const char *object_uri, struct secbuf **ret) {
+        _cleanup_(object_query_done) struct object_query q = {};
+        struct read_args a = {};
+        int r;
+
+        if (!h || !object_uri || !ret)
+                return -EINVAL;
+        call_begin(h);
+
+        r = object_query_init(h, object_uri, CKO_DATA, &q);
+        if (r < 0)
+                return call_end(h, r);
+        a.template = q.template;
+        a.n_template = q.n_template;
+        a.label = q.label;
 
         r = hsm_run(h, op_read, &a);
         if (r >= 0)
@@ -756,4 +788,469 @@ int hsm_remove_secret(struct hsm *h, const char *label) {
         if (r < 0)
                 return call_end(h, r);
         return call_end(h, hsm_run(h, op_remove, (void *) label));
+}
+
+/* ---- signing keys ---- */
+
+/* DER of the OID prime256v1 / secp256r1 (1.2.840.10045.3.1.7), CKA_EC_PARAMS of a P-256 key. */
+static const uint8_t p256_oid[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+
+/* Smallest RSA modulus accepted, in bits. */
+#define HSM_RSA_MIN_BITS 2048
+/* Largest RSA modulus accepted, in bytes (its signature must fit HSM_SIGNATURE_MAX). */
+#define HSM_RSA_MAX_BYTES HSM_SIGNATURE_MAX
+
+const char *hsm_alg_name(enum hsm_alg alg) {
+        switch (alg) {
+        case HSM_ALG_ES256:
+                return "ES256";
+        case HSM_ALG_RS256:
+                return "RS256";
+        case HSM_ALG_PS256:
+                return "PS256";
+        default:
+                return NULL;
+        }
+}
+
+int hsm_alg_from_name(const char *name, enum hsm_alg *ret) {
+        if (!name || !ret)
+                return -EINVAL;
+        for (enum hsm_alg a = HSM_ALG_ES256; a < _HSM_ALG_MAX; a++)
+                if (strcmp(name, hsm_alg_name(a)) == 0) {
+                        *ret = a;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+/* What a signing key is, as far as signing goes. */
+struct key_info {
+        CK_OBJECT_HANDLE obj;
+        CK_KEY_TYPE type;
+        size_t sig_len;                 /* 64 for P-256, the modulus size for RSA */
+};
+
+struct key_args {
+        struct object_query *q;
+        enum hsm_alg wanted;            /* hsm_key_alg(): NONE or an alg; hsm_sign(): the alg */
+        enum hsm_alg alg;               /* out */
+        const void *data;               /* hsm_sign() only */
+        size_t len;
+        uint8_t *sig;
+        size_t sig_cap;
+        size_t sig_len;                 /* out */
+};
+
+/* Finds the key of A->q and works out the algorithm for A->wanted into A->alg. */
+static int key_lookup(struct hsm *h, struct key_args *a, struct key_info *ret) {
+        _cleanup_free_ CK_OBJECT_HANDLE *objs = NULL;
+        CK_KEY_TYPE type = (CK_KEY_TYPE) -1;
+        CK_BBOOL is_private = CK_FALSE, sensitive = CK_FALSE;
+        CK_ATTRIBUTE attrs[] = {
+                { CKA_KEY_TYPE, &type, sizeof type },
+                { CKA_PRIVATE, &is_private, sizeof is_private },
+                { CKA_SENSITIVE, &sensitive, sizeof sensitive },
+        };
+        const char *label = a->q->label;
+        struct key_info ki = {};
+        CK_ULONG n = 0;
+        CK_RV rv;
+        int r;
+
+        r = find_objects(h, a->q->template, a->q->n_template, 2, &objs, &n);
+        if (r < 0)
+                return r;
+        if (n == 0)
+                return hsm_error_setf(&h->error, -ENOENT, "no private key labelled \"%s\" on token \"%s\"", label,
+                                      h->token_label);
+        if (n > 1)
+                return hsm_error_setf(&h->error, -EINVAL,
+                                      "more than one private key labelled \"%s\" on token \"%s\"; add id= to the URI",
+                                      label, h->token_label);
+        ki.obj = objs[0];
+
+        rv = h->module->C_GetAttributeValue(h->session, ki.obj, attrs, ELEMENTSOF(attrs));
+        if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_ATTRIBUTE_SENSITIVE)
+                return ck_fail(h, "C_GetAttributeValue(CKA_KEY_TYPE)", rv);
+        if (attrs[1].ulValueLen != sizeof is_private || is_private != CK_TRUE ||
+            attrs[2].ulValueLen != sizeof sensitive || sensitive != CK_TRUE)
+                return hsm_error_setf(&h->error, -EACCES,
+                                      "private key \"%s\" on token \"%s\" is not private and sensitive "
+                                      "(CKA_PRIVATE, CKA_SENSITIVE); refusing it", label, h->token_label);
+        if (attrs[0].ulValueLen != sizeof type)
+                return hsm_error_setf(&h->error, -EIO, "private key \"%s\" has no readable CKA_KEY_TYPE", label);
+        ki.type = type;
+
+        if (type == CKK_EC) {
+                uint8_t params[64];
+                CK_ATTRIBUTE p = { CKA_EC_PARAMS, params, sizeof params };
+
+                rv = h->module->C_GetAttributeValue(h->session, ki.obj, &p, 1);
+                if (rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL)
+                        return ck_fail(h, "C_GetAttributeValue(CKA_EC_PARAMS)", rv);
+                if (rv != CKR_OK || p.ulValueLen != sizeof p256_oid || memcmp(params, p256_oid, sizeof p256_oid) != 0)
+                        return hsm_error_setf(&h->error, -EOPNOTSUPP,
+                                              "private key \"%s\" is an EC key on another curve than P-256", label);
+                if (a->wanted != HSM_ALG_NONE && a->wanted != HSM_ALG_ES256)
+                        return hsm_error_setf(&h->error, -EOPNOTSUPP, "private key \"%s\" is an EC P-256 key: "
+                                              "it signs ES256, not %s", label, hsm_alg_name(a->wanted) ?: "?");
+                a->alg = HSM_ALG_ES256;
+                ki.sig_len = 64;
+        } else if (type == CKK_RSA) {
+                uint8_t modulus[HSM_RSA_MAX_BYTES];
+                CK_ATTRIBUTE m = { CKA_MODULUS, modulus, sizeof modulus };
+                size_t skip = 0;
+                unsigned bits;
+
+                rv = h->module->C_GetAttributeValue(h->session, ki.obj, &m, 1);
+                if (rv == CKR_BUFFER_TOO_SMALL)
+                        return hsm_error_setf(&h->error, -EOPNOTSUPP, "private key \"%s\": RSA above %d bits",
+                                              label, HSM_RSA_MAX_BYTES * 8);
+                if (rv != CKR_OK)
+                        return ck_fail(h, "C_GetAttributeValue(CKA_MODULUS)", rv);
+                if (m.ulValueLen == CK_UNAVAILABLE_INFORMATION || m.ulValueLen > sizeof modulus)
+                        return hsm_error_setf(&h->error, -EIO, "private key \"%s\" has no readable modulus", label);
+                while (skip < m.ulValueLen && modulus[skip] == 0)
+                        skip++;
+                bits = skip < m.ulValueLen ? (unsigned) (m.ulValueLen - skip) * 8 - (unsigned) __builtin_clz(modulus[skip]) + 24 : 0;
+                if (bits < HSM_RSA_MIN_BITS)
+                        return hsm_error_setf(&h->error, -EOPNOTSUPP, "private key \"%s\" is RSA of %u bits; "
+                                              "at least %d are needed", label, bits, HSM_RSA_MIN_BITS);
+                if (a->wanted == HSM_ALG_ES256)
+                        return hsm_error_setf(&h->error, -EOPNOTSUPP,
+                                              "private key \"%s\" is an RSA key: it signs RS256 or PS256, not ES256", label);
+                if (a->wanted == HSM_ALG_PS256) {
+                        CK_MECHANISM_INFO mi;
+
+                        rv = h->module->C_GetMechanismInfo(h->slot, CKM_SHA256_RSA_PKCS_PSS, &mi);
+                        if (rv != CKR_OK || !(mi.flags & CKF_SIGN))
+                                return hsm_error_setf(&h->error, -EOPNOTSUPP,
+                                                      "token \"%s\" does not offer CKM_SHA256_RSA_PKCS_PSS for signing (PS256)",
+                                                      h->token_label);
+                        a->alg = HSM_ALG_PS256;
+                } else
+                        a->alg = HSM_ALG_RS256;
+                ki.sig_len = (bits + 7) / 8;
+        } else
+                return hsm_error_setf(&h->error, -EOPNOTSUPP,
+                                      "private key \"%s\" is neither EC P-256 nor RSA (CKA_KEY_TYPE 0x%lx)", label,
+                                      (unsigned long) type);
+
+        *ret = ki;
+        return 0;
+}
+
+static int op_key_alg(struct hsm *h, void *userdata) {
+        struct key_info ki;
+
+        return key_lookup(h, userdata, &ki);
+}
+
+static int op_sign(struct hsm *h, void *userdata) {
+        struct key_args *a = userdata;
+        CK_RSA_PKCS_PSS_PARAMS pss = { CKM_SHA256, CKG_MGF1_SHA256, 32 };
+        CK_MECHANISM mech = {};
+        unsigned char digest[EVP_MAX_MD_SIZE];
+        unsigned int digest_len = 0;
+        const void *input = a->data;
+        CK_ULONG input_len = a->len, sig_len;
+        struct key_info ki;
+        CK_RV rv;
+        int r;
+
+        r = key_lookup(h, a, &ki);
+        if (r < 0)
+                return r;
+        if (a->alg != a->wanted)
+                return hsm_error_setf(&h->error, -EIO, "algorithm mix-up for \"%s\"", a->q->label);
+        if (a->sig_cap < ki.sig_len)
+                return hsm_error_setf(&h->error, -EMSGSIZE, "signature of \"%s\" needs %zu bytes, room for %zu",
+                                      a->q->label, ki.sig_len, a->sig_cap);
+
+        switch (a->alg) {
+        case HSM_ALG_ES256:
+                /* CKM_ECDSA signs a digest: hash with OpenSSL, the module only does the EC part. */
+                if (EVP_Digest(a->data, a->len, digest, &digest_len, EVP_sha256(), NULL) != 1 || digest_len != 32)
+                        return hsm_error_setf(&h->error, -EIO, "SHA-256 failed");
+                mech.mechanism = CKM_ECDSA;
+                input = digest;
+                input_len = digest_len;
+                break;
+        case HSM_ALG_RS256:
+                mech.mechanism = CKM_SHA256_RSA_PKCS;
+                break;
+        case HSM_ALG_PS256:
+                mech.mechanism = CKM_SHA256_RSA_PKCS_PSS;
+                mech.pParameter = &pss;
+                mech.ulParameterLen = sizeof pss;
+                break;
+        default:
+                return -EINVAL;
+        }
+
+        rv = h->module->C_SignInit(h->session, &mech, ki.obj);
+        if (rv != CKR_OK)
+                return ck_fail(h, "C_SignInit", rv);
+        sig_len = a->sig_cap;
+        rv = h->module->C_Sign(h->session, (CK_BYTE *) input, input_len, a->sig, &sig_len);
+        if (rv != CKR_OK)
+                return ck_fail(h, "C_Sign", rv);
+        if (sig_len != ki.sig_len)
+                return hsm_error_setf(&h->error, -EIO, "the module returned a %lu-byte signature for \"%s\", not %zu",
+                                      (unsigned long) sig_len, a->q->label, ki.sig_len);
+        a->sig_len = sig_len;
+        log_debug("hsm: signed %zu bytes with \"%s\" (%s)", a->len, a->q->label, hsm_alg_name(a->alg));
+        return 0;
+}
+
+int hsm_key_alg(struct hsm *h, const char *key_uri, enum hsm_alg wanted, enum hsm_alg *ret) {
+        _cleanup_(object_query_done) struct object_query q = {};
+        struct key_args a = { .q = &q, .wanted = wanted };
+        int r;
+
+        if (!h || !key_uri || !ret || (unsigned) wanted >= _HSM_ALG_MAX)
+                return -EINVAL;
+        call_begin(h);
+        r = object_query_init(h, key_uri, CKO_PRIVATE_KEY, &q);
+        if (r >= 0)
+                r = hsm_run(h, op_key_alg, &a);
+        if (r >= 0)
+                *ret = a.alg;
+        return call_end(h, r);
+}
+
+int hsm_sign(struct hsm *h, const char *key_uri, enum hsm_alg alg, const void *data, size_t len, uint8_t *sig,
+             size_t *sig_len) {
+        _cleanup_(object_query_done) struct object_query q = {};
+        struct key_args a = { .q = &q, .wanted = alg, .data = data, .len = len, .sig = sig };
+        int r;
+
+        if (!h || !key_uri || !sig || !sig_len || (!data && len > 0) || alg == HSM_ALG_NONE ||
+            (unsigned) alg >= _HSM_ALG_MAX)
+                return -EINVAL;
+        a.sig_cap = *sig_len;
+        call_begin(h);
+        r = object_query_init(h, key_uri, CKO_PRIVATE_KEY, &q);
+        if (r >= 0)
+                r = hsm_run(h, op_sign, &a);
+        if (r >= 0)
+                *sig_len = a.sig_len;
+        return call_end(h, r);
+}
+
+/* ---- hsm_generate_key ---- */
+
+struct generate_args {
+        const char *label;
+        enum hsm_alg alg;
+        EVP_PKEY *public;               /* out */
+};
+
+static void bn_freep(BIGNUM **b) {
+        BN_free(*b);
+}
+
+/* An EVP_PKEY for the P-256 point POINT (CKA_EC_POINT: a DER OCTET STRING holding the
+ * uncompressed point, or, from some modules, the bare point). */
+static int public_ec(const uint8_t *point, size_t len, EVP_PKEY **ret) {
+        EVP_PKEY_CTX *ctx;
+        EVP_PKEY *pkey = NULL;
+        OSSL_PARAM params[3];
+        int ok;
+
+        if (len == 67 && point[0] == 0x04 && point[1] == 65) { /* DER OCTET STRING, 65 bytes */
+                point += 2;
+                len -= 2;
+        }
+        if (len != 65 || point[0] != 0x04)
+                return -EIO;
+        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *) "P-256", 0);
+        params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *) point, len);
+        params[2] = OSSL_PARAM_construct_end();
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+        if (!ctx)
+                return -ENOMEM;
+        ok = EVP_PKEY_fromdata_init(ctx) == 1 && EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) == 1;
+        EVP_PKEY_CTX_free(ctx);
+        if (!ok)
+                return -EIO;
+        *ret = pkey;
+        return 0;
+}
+
+static int public_rsa(const uint8_t *n_bytes, size_t n_len, const uint8_t *e_bytes, size_t e_len, EVP_PKEY **ret) {
+        _cleanup_(bn_freep) BIGNUM *n = BN_bin2bn(n_bytes, (int) n_len, NULL), *e = BN_bin2bn(e_bytes, (int) e_len, NULL);
+        OSSL_PARAM_BLD *bld = NULL;
+        OSSL_PARAM *params = NULL;
+        EVP_PKEY_CTX *ctx = NULL;
+        EVP_PKEY *pkey = NULL;
+        int r = -EIO;
+
+        if (!n || !e)
+                return -ENOMEM;
+        bld = OSSL_PARAM_BLD_new();
+        if (!bld || OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) != 1 ||
+            OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) != 1 || !(params = OSSL_PARAM_BLD_to_param(bld)))
+                goto out;
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+        if (ctx && EVP_PKEY_fromdata_init(ctx) == 1 && EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) == 1) {
+                *ret = pkey;
+                r = 0;
+        }
+out:
+        EVP_PKEY_CTX_free(ctx);
+        OSSL_PARAM_free(params);
+        OSSL_PARAM_BLD_free(bld);
+        return r;
+}
+
+/* Reads the public key back from PUB into an EVP_PKEY. */
+static int read_public(struct hsm *h, CK_OBJECT_HANDLE pub, const char *label, enum hsm_alg alg, EVP_PKEY **ret) {
+        uint8_t a[HSM_RSA_MAX_BYTES + 8], b[16];
+        CK_RV rv;
+        int r;
+
+        if (alg == HSM_ALG_ES256) {
+                CK_ATTRIBUTE pt = { CKA_EC_POINT, a, sizeof a };
+
+                rv = h->module->C_GetAttributeValue(h->session, pub, &pt, 1);
+                if (rv != CKR_OK)
+                        return ck_fail(h, "C_GetAttributeValue(CKA_EC_POINT)", rv);
+                r = public_ec(a, pt.ulValueLen, ret);
+        } else {
+                CK_ATTRIBUTE attrs[] = {
+                        { CKA_MODULUS, a, sizeof a },
+                        { CKA_PUBLIC_EXPONENT, b, sizeof b },
+                };
+
+                rv = h->module->C_GetAttributeValue(h->session, pub, attrs, ELEMENTSOF(attrs));
+                if (rv != CKR_OK)
+                        return ck_fail(h, "C_GetAttributeValue(CKA_MODULUS)", rv);
+                r = public_rsa(a, attrs[0].ulValueLen, b, attrs[1].ulValueLen, ret);
+        }
+        if (r < 0)
+                return hsm_error_setf(&h->error, r, "the new public key \"%s\" could not be read back", label);
+        return 0;
+}
+
+static int op_generate(struct hsm *h, void *userdata) {
+        struct generate_args *a = userdata;
+        CK_OBJECT_CLASS priv_class = CKO_PRIVATE_KEY, pub_class = CKO_PUBLIC_KEY;
+        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        CK_ULONG bits = HSM_RSA_BITS;
+        uint8_t exponent[] = { 0x01, 0x00, 0x01 }, id[16];
+        CK_ATTRIBUTE find_priv[] = {
+                { CKA_CLASS, &priv_class, sizeof priv_class },
+                { CKA_LABEL, (void *) a->label, strlen(a->label) },
+        };
+        CK_ATTRIBUTE find_pub[] = {
+                { CKA_CLASS, &pub_class, sizeof pub_class },
+                { CKA_LABEL, (void *) a->label, strlen(a->label) },
+        };
+        CK_ATTRIBUTE pub_ec[] = {
+                { CKA_TOKEN, &yes, sizeof yes },
+                { CKA_PRIVATE, &no, sizeof no },
+                { CKA_VERIFY, &yes, sizeof yes },
+                { CKA_DERIVE, &no, sizeof no },
+                { CKA_LABEL, (void *) a->label, strlen(a->label) },
+                { CKA_ID, id, sizeof id },
+                { CKA_EC_PARAMS, (void *) p256_oid, sizeof p256_oid },
+        };
+        CK_ATTRIBUTE pub_rsa[] = {
+                { CKA_TOKEN, &yes, sizeof yes },
+                { CKA_PRIVATE, &no, sizeof no },
+                { CKA_VERIFY, &yes, sizeof yes },
+                { CKA_ENCRYPT, &no, sizeof no },
+                { CKA_WRAP, &no, sizeof no },
+                { CKA_LABEL, (void *) a->label, strlen(a->label) },
+                { CKA_ID, id, sizeof id },
+                { CKA_MODULUS_BITS, &bits, sizeof bits },
+                { CKA_PUBLIC_EXPONENT, exponent, sizeof exponent },
+        };
+        CK_ATTRIBUTE priv_ec[] = {
+                { CKA_TOKEN, &yes, sizeof yes },
+                { CKA_PRIVATE, &yes, sizeof yes },
+                { CKA_SENSITIVE, &yes, sizeof yes },
+                { CKA_EXTRACTABLE, &no, sizeof no },
+                { CKA_SIGN, &yes, sizeof yes },
+                { CKA_DERIVE, &no, sizeof no },
+                { CKA_LABEL, (void *) a->label, strlen(a->label) },
+                { CKA_ID, id, sizeof id },
+        };
+        CK_ATTRIBUTE priv_rsa[] = {
+                { CKA_TOKEN, &yes, sizeof yes },
+                { CKA_PRIVATE, &yes, sizeof yes },
+                { CKA_SENSITIVE, &yes, sizeof yes },
+                { CKA_EXTRACTABLE, &no, sizeof no },
+                { CKA_SIGN, &yes, sizeof yes },
+                { CKA_DECRYPT, &no, sizeof no },
+                { CKA_UNWRAP, &no, sizeof no },
+                { CKA_SIGN_RECOVER, &no, sizeof no },
+                { CKA_LABEL, (void *) a->label, strlen(a->label) },
+                { CKA_ID, id, sizeof id },
+        };
+        bool ec = a->alg == HSM_ALG_ES256;
+        CK_MECHANISM mech = { ec ? CKM_EC_KEY_PAIR_GEN : CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
+        _cleanup_free_ CK_OBJECT_HANDLE *objs = NULL;
+        CK_OBJECT_HANDLE pub, priv;
+        CK_ULONG n = 0;
+        CK_RV rv;
+        int r;
+
+        r = find_objects(h, find_priv, ELEMENTSOF(find_priv), 1, &objs, &n);
+        if (r >= 0 && n == 0) {
+                free(TAKE_PTR(objs));
+                r = find_objects(h, find_pub, ELEMENTSOF(find_pub), 1, &objs, &n);
+        }
+        if (r < 0)
+                return r;
+        if (n > 0)
+                return hsm_error_setf(&h->error, -EEXIST, "a key labelled \"%s\" already exists on token \"%s\"",
+                                      a->label, h->token_label);
+        if (RAND_bytes(id, sizeof id) != 1)
+                return hsm_error_setf(&h->error, -EIO, "no random bytes for CKA_ID");
+
+        rv = h->module->C_GenerateKeyPair(h->session, &mech, ec ? pub_ec : pub_rsa,
+                                          ec ? ELEMENTSOF(pub_ec) : ELEMENTSOF(pub_rsa), ec ? priv_ec : priv_rsa,
+                                          ec ? ELEMENTSOF(priv_ec) : ELEMENTSOF(priv_rsa), &pub, &priv);
+        if (rv != CKR_OK)
+                return ck_fail(h, "C_GenerateKeyPair", rv);
+
+        r = read_public(h, pub, a->label, a->alg, &a->public);
+        if (r < 0) {
+                (void) h->module->C_DestroyObject(h->session, priv);
+                (void) h->module->C_DestroyObject(h->session, pub);
+                return r;
+        }
+        log_debug("hsm: generated %s key pair \"%s\" on token \"%s\"", ec ? "EC P-256" : "RSA", a->label,
+                  h->token_label);
+        return 0;
+}
+
+int hsm_generate_key(struct hsm *h, const char *label, enum hsm_alg alg, char **ret_uri, EVP_PKEY **ret_public) {
+        _cleanup_free_ char *uri = NULL;
+        struct generate_args a = { .label = label, .alg = alg };
+        int r;
+
+        if (!h || alg == HSM_ALG_NONE || (unsigned) alg >= _HSM_ALG_MAX)
+                return -EINVAL;
+        call_begin(h);
+        r = uri_check_label(label, &h->error);
+        if (r < 0)
+                return call_end(h, r);
+        if (ret_uri) {
+                r = uri_format_object_class(&h->token_info, label, CKO_PRIVATE_KEY, &uri);
+                if (r < 0)
+                        return call_end(h, hsm_error_setf(&h->error, r, "cannot format the key URI"));
+        }
+        r = hsm_run(h, op_generate, &a);
+        if (r >= 0) {
+                if (ret_uri)
+                        *ret_uri = TAKE_PTR(uri);
+                if (ret_public)
+                        *ret_public = TAKE_PTR(a.public);
+        }
+        EVP_PKEY_free(a.public);
+        return call_end(h, r);
 }

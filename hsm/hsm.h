@@ -2,6 +2,9 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/types.h>
 
 #include "secmem.h"
 
@@ -20,7 +23,10 @@
  *             that was never set (CKR_USER_PIN_NOT_INITIALIZED, sticky too), and a value
  *             the token will not reveal (CKR_ATTRIBUTE_SENSITIVE, not sticky).
  *   -ENODEV   token absent or removed, session lost and could not be reopened
- *   -EEXIST   hsm_write_secret(): an object with that label already exists
+ *   -EEXIST   hsm_write_secret(), hsm_generate_key(): an object with that label already exists
+ *   -EOPNOTSUPP the key does not suit the signature algorithm asked for (an RSA key for
+ *             ES256, an EC key on another curve than P-256, RSA below 2048 bits, a key type
+ *             other than EC and RSA), or the module does not offer the mechanism
  *   -EMSGSIZE a secret larger than HSM_SECRET_MAX
  *   -ENOMEM   out of memory, including CKR_HOST_MEMORY
  *   -EIO      any other module failure (the CKR_ name is logged at debug level and is in
@@ -86,6 +92,67 @@ int hsm_list_secrets(struct hsm *h, char ***ret_labels);
 
 /* Destroys the CKO_DATA object(s) with label LABEL written by credctl.  -ENOENT if none. */
 int hsm_remove_secret(struct hsm *h, const char *label);
+
+/* ---- Signing keys (private_key_jwt, RFC 7523) ----
+ *
+ * A signing key is a CKO_PRIVATE_KEY object found by label (and id= if the URI has one),
+ * with CKA_PRIVATE=TRUE and CKA_SENSITIVE=TRUE (a key that is not is refused with -EACCES:
+ * its value could be read or is stored in clear).  Its JWS algorithm (RFC 7518 §3):
+ *   EC on P-256 → ES256: CKM_ECDSA over a SHA-256 digest computed with OpenSSL; the module's
+ *                 raw r||s (64 bytes) is already the JWS form.
+ *   RSA ≥ 2048 bits → RS256 (CKM_SHA256_RSA_PKCS), or PS256 (CKM_SHA256_RSA_PKCS_PSS with
+ *                 MGF1-SHA-256 and a 32-byte salt) when asked for and the module offers it. */
+enum hsm_alg {
+        HSM_ALG_NONE = 0,  /* "by the key": ES256 for EC P-256, RS256 for RSA */
+        HSM_ALG_ES256 = 1,
+        HSM_ALG_RS256 = 2,
+        HSM_ALG_PS256 = 3,
+        _HSM_ALG_MAX,
+};
+
+/* Largest signature hsm_sign() produces: RSA 4096 bits. */
+#define HSM_SIGNATURE_MAX 512
+
+/* Size of the RSA keys hsm_generate_key() makes, in bits. */
+#define HSM_RSA_BITS 3072
+
+/* The JWS "alg" name of ALG ("ES256", "RS256", "PS256"), or NULL for HSM_ALG_NONE and
+ * values out of range.  Static strings. */
+const char *hsm_alg_name(enum hsm_alg alg);
+
+/* Parses a JWS name (exact, case-sensitive) into *RET.  Returns 0 or -EINVAL. */
+int hsm_alg_from_name(const char *name, enum hsm_alg *ret);
+
+/* Looks up the private key KEY_URI (an RFC 7512 URI with object=LABEL, type=private if
+ * present, optional id= and token attributes that must match the opened token) and stores
+ * in *RET the algorithm it signs with: WANTED when it is not HSM_ALG_NONE and suits the key,
+ * otherwise the key's default (above).  Logs in when needed, like hsm_read_secret().
+ * Errors: -ENOENT no such key, -EINVAL bad URI or more than one key matches, -EACCES not
+ * private or not sensitive, -EOPNOTSUPP the key or module cannot do WANTED, and the errors
+ * listed at the top. */
+int hsm_key_alg(struct hsm *h, const char *key_uri, enum hsm_alg wanted, enum hsm_alg *ret);
+
+/* Signs DATA (LEN bytes, the JWS signing input) with the private key KEY_URI using ALG
+ * (not HSM_ALG_NONE; it must suit the key as for hsm_key_alg()).  SIG has room for
+ * *SIG_LEN bytes (HSM_SIGNATURE_MAX is always enough); on success *SIG_LEN is set to the
+ * signature's length: 64 for ES256 (r||s, each 32 bytes big-endian), the modulus size for
+ * RS256/PS256.  -EMSGSIZE when SIG is too small (nothing is signed then); otherwise the
+ * errors of hsm_key_alg(), and -EIO when the module fails to sign (e.g. CKA_SIGN=FALSE:
+ * CKR_KEY_FUNCTION_NOT_PERMITTED). */
+int hsm_sign(struct hsm *h, const char *key_uri, enum hsm_alg alg, const void *data, size_t len, uint8_t *sig,
+             size_t *sig_len);
+
+/* Generates a key pair on the token for ALG: EC P-256 for ES256, RSA HSM_RSA_BITS bits
+ * (public exponent 65537) for RS256 and PS256.  The private key: CKA_TOKEN, CKA_PRIVATE,
+ * CKA_SENSITIVE, CKA_EXTRACTABLE=FALSE, CKA_SIGN=TRUE, no decryption, unwrapping or
+ * derivation; the public key: CKA_TOKEN, CKA_VERIFY=TRUE, no encryption or wrapping.  Both
+ * get CKA_LABEL=LABEL (uri_check_label() rules) and the same random 16-byte CKA_ID.
+ * -EEXIST when a private or public key with that label exists.  On success stores the
+ * private key's URI ("pkcs11:token=…;object=LABEL;type=private", malloc()ed) in *RET_URI
+ * if not NULL, and its public key in *RET_PUBLIC if not NULL (an EVP_PKEY built from
+ * CKA_EC_POINT, or CKA_MODULUS and CKA_PUBLIC_EXPONENT; free with EVP_PKEY_free()).  If
+ * reading the public key back fails, both objects are destroyed again. */
+int hsm_generate_key(struct hsm *h, const char *label, enum hsm_alg alg, char **ret_uri, EVP_PKEY **ret_public);
 
 /* Returns a copy (malloc()ed, caller frees) of the message about why the last call on H
  * failed, naming what went wrong (the PIN file, the label, the CKR_ name, …; never a PIN

@@ -140,7 +140,8 @@ int uri_parse_token(const char *s, P11KitUri **ret, char **ret_error) {
         return parse(s, URI_TARGET_TYPES, "token URI", ret, ret_error);
 }
 
-int uri_parse_object(const char *s, P11KitUri **ret, char **ret_error) {
+/* Parses an object URI whose type=, if present, must be KLASS (WHAT names it in messages). */
+static int parse_object(const char *s, CK_OBJECT_CLASS want, const char *what, P11KitUri **ret, char **ret_error) {
         _cleanup_(uri_freep) P11KitUri *u = NULL;
         _cleanup_free_ char *shown = NULL;
         CK_ATTRIBUTE *a;
@@ -167,13 +168,21 @@ int uri_parse_object(const char *s, P11KitUri **ret, char **ret_error) {
                 if (a->ulValueLen != sizeof klass)
                         return hsm_error_setf(ret_error, -EINVAL, "object URI \"%s\": bad type=", shown);
                 memcpy(&klass, a->pValue, sizeof klass);
-                if (klass != CKO_DATA)
-                        return hsm_error_setf(ret_error, -EINVAL,
-                                              "object URI \"%s\": type= must be data for a client secret", shown);
+                if (klass != want)
+                        return hsm_error_setf(ret_error, -EINVAL, "object URI \"%s\": type= must be %s",
+                                              shown, what);
         }
 
         *ret = TAKE_PTR(u);
         return 0;
+}
+
+int uri_parse_object(const char *s, P11KitUri **ret, char **ret_error) {
+        return parse_object(s, CKO_DATA, "data for a client secret", ret, ret_error);
+}
+
+int uri_parse_key(const char *s, P11KitUri **ret, char **ret_error) {
+        return parse_object(s, CKO_PRIVATE_KEY, "private for a signing key", ret, ret_error);
 }
 
 bool uri_match(P11KitUri *uri, const struct uri_target *t) {
@@ -208,8 +217,11 @@ int uri_check_label(const char *label, char **ret_error) {
 }
 
 int uri_format_object(const CK_TOKEN_INFO *token, const char *label, char **ret) {
+        return uri_format_object_class(token, label, CKO_DATA, ret);
+}
+
+int uri_format_object_class(const CK_TOKEN_INFO *token, const char *label, CK_OBJECT_CLASS klass, char **ret) {
         _cleanup_(uri_freep) P11KitUri *u = NULL;
-        CK_OBJECT_CLASS klass = CKO_DATA;
         CK_ATTRIBUTE attrs[] = {
                 { CKA_CLASS, &klass, sizeof klass },
                 { CKA_LABEL, (void *) label, strlen(label) },

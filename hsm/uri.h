@@ -47,6 +47,10 @@ int uri_parse_token(const char *s, P11KitUri **ret, char **ret_error);
  * uri_parse_token(). */
 int uri_parse_object(const char *s, P11KitUri **ret, char **ret_error);
 
+/* Parses the URI of a private key S: as uri_parse_object(), except that type= must be
+ * private if present. */
+int uri_parse_key(const char *s, P11KitUri **ret, char **ret_error);
+
 /* True when every token, slot and module attribute of URI (parsed by one of the
  * functions above) matches T. */
 bool uri_match(P11KitUri *uri, const struct uri_target *t);
@@ -61,3 +65,6 @@ int uri_check_label(const char *label, char **ret_error);
  * TOKEN is the token's info (only its label is used).  On success returns 0 and stores
  * the malloc()ed URI in *RET.  -ENOMEM or -EIO (p11-kit failed). */
 int uri_format_object(const CK_TOKEN_INFO *token, const char *label, char **ret);
+
+/* The same with type= for KLASS (CKO_DATA → data, CKO_PRIVATE_KEY → private, …). */
+int uri_format_object_class(const CK_TOKEN_INFO *token, const char *label, CK_OBJECT_CLASS klass, char **ret);

@@ -25,6 +25,11 @@
 #include <p11-kit/p11-kit.h>
 #include <p11-kit/pkcs11.h>
 
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+
 #include "hsm/hsm.h"
 #include "secmem.h"
 
@@ -978,6 +983,325 @@ static void test_threads(void **state) {
         hsm_close(h);
 }
 
+
+/* ---- signing keys ---- */
+
+/* Verifies SIG over DATA with PUB as a JWS of ALG would be verified: ES256 turns the raw
+ * r||s into DER first.  Returns OpenSSL's verdict (1 good, 0 bad). */
+static int jws_verify(EVP_PKEY *pub, enum hsm_alg alg, const void *data, size_t len, const uint8_t *sig, size_t sig_len) {
+        unsigned char der[128], *p = der;
+        const unsigned char *check = sig;
+        size_t check_len = sig_len;
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        EVP_PKEY_CTX *pctx = NULL;
+        int ok;
+
+        assert_non_null(md);
+        if (alg == HSM_ALG_ES256) {
+                ECDSA_SIG *es = ECDSA_SIG_new();
+                int n;
+
+                assert_int_equal(sig_len, 64);
+                assert_int_equal(ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL), BN_bin2bn(sig + 32, 32, NULL)), 1);
+                n = i2d_ECDSA_SIG(es, &p);
+                assert_true(n > 0);
+                ECDSA_SIG_free(es);
+                check = der;
+                check_len = (size_t) n;
+        }
+        assert_int_equal(EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, pub), 1);
+        if (alg == HSM_ALG_PS256) {
+                assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING), 1);
+                assert_int_equal(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32), 1);
+                assert_int_equal(EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()), 1);
+        }
+        ok = EVP_DigestVerify(md, check, check_len, data, len);
+        EVP_MD_CTX_free(md);
+        return ok;
+}
+
+static char *generate(struct hsm *h, const char *label, enum hsm_alg alg, EVP_PKEY **ret_pub) {
+        char *uri = NULL;
+        int r = hsm_generate_key(h, label, alg, &uri, ret_pub);
+
+        if (r < 0) {
+                char *e = hsm_last_error(h);
+                print_error("hsm_generate_key(%s): %d %s\n", label, r, e ?: "");
+                free(e);
+        }
+        assert_int_equal(r, 0);
+        assert_non_null(uri);
+        return uri;
+}
+
+static void test_alg_names(void **state) {
+        enum hsm_alg a = HSM_ALG_NONE;
+
+        assert_string_equal(hsm_alg_name(HSM_ALG_ES256), "ES256");
+        assert_string_equal(hsm_alg_name(HSM_ALG_RS256), "RS256");
+        assert_string_equal(hsm_alg_name(HSM_ALG_PS256), "PS256");
+        assert_null(hsm_alg_name(HSM_ALG_NONE));
+        assert_null(hsm_alg_name(_HSM_ALG_MAX));
+        assert_int_equal(hsm_alg_from_name("PS256", &a), 0);
+        assert_int_equal(a, HSM_ALG_PS256);
+        assert_int_equal(hsm_alg_from_name("es256", &a), -EINVAL);
+        assert_int_equal(hsm_alg_from_name("HS256", &a), -EINVAL);
+        assert_int_equal(hsm_alg_from_name("none", &a), -EINVAL);
+}
+
+static void test_es256_sign_verify(void **state) {
+        static const char input[] = "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJ4In0";
+        struct hsm *h = open_default();
+        EVP_PKEY *pub = NULL;
+        char *uri = generate(h, "Sign.Es", HSM_ALG_ES256, &pub);
+        uint8_t sig[HSM_SIGNATURE_MAX], sig2[HSM_SIGNATURE_MAX];
+        size_t n = sizeof sig, n2 = sizeof sig2;
+        enum hsm_alg a = HSM_ALG_NONE;
+
+        assert_string_equal(uri, "pkcs11:token=" TOKEN ";object=Sign.Es;type=private");
+        assert_int_equal(EVP_PKEY_get_base_id(pub), EVP_PKEY_EC);
+        assert_int_equal(EVP_PKEY_get_bits(pub), 256);
+
+        assert_int_equal(hsm_key_alg(h, uri, HSM_ALG_NONE, &a), 0);
+        assert_int_equal(a, HSM_ALG_ES256);
+        assert_int_equal(hsm_key_alg(h, uri, HSM_ALG_ES256, &a), 0);
+        assert_int_equal(hsm_key_alg(h, uri, HSM_ALG_RS256, &a), -EOPNOTSUPP);
+        assert_int_equal(hsm_key_alg(h, uri, HSM_ALG_PS256, &a), -EOPNOTSUPP);
+        expect_last_error(h, "signs ES256");
+
+        assert_int_equal(hsm_sign(h, uri, HSM_ALG_ES256, input, strlen(input), sig, &n), 0);
+        assert_int_equal(n, 64);
+        assert_int_equal(jws_verify(pub, HSM_ALG_ES256, input, strlen(input), sig, n), 1);
+        /* Another input does not verify; ECDSA is randomised, so two signatures differ. */
+        assert_int_equal(jws_verify(pub, HSM_ALG_ES256, "x", 1, sig, n), 0);
+        assert_int_equal(hsm_sign(h, uri, HSM_ALG_ES256, input, strlen(input), sig2, &n2), 0);
+        assert_int_equal(jws_verify(pub, HSM_ALG_ES256, input, strlen(input), sig2, n2), 1);
+        assert_memory_not_equal(sig, sig2, 64);
+        /* RS256 with an EC key: refused, nothing signed. */
+        n = sizeof sig;
+        assert_int_equal(hsm_sign(h, uri, HSM_ALG_RS256, input, strlen(input), sig, &n), -EOPNOTSUPP);
+        assert_int_equal(n, sizeof sig);
+        /* Too little room: refused before signing. */
+        n = 63;
+        assert_int_equal(hsm_sign(h, uri, HSM_ALG_ES256, input, strlen(input), sig, &n), -EMSGSIZE);
+        assert_int_equal(n, 63);
+        /* The same URI without type=, and with the public key's id, still names it. */
+        n = sizeof sig;
+        assert_int_equal(hsm_sign(h, "pkcs11:object=Sign.Es", HSM_ALG_ES256, "", 0, sig, &n), 0);
+        assert_int_equal(jws_verify(pub, HSM_ALG_ES256, "", 0, sig, n), 1);
+
+        EVP_PKEY_free(pub);
+        free(uri);
+        hsm_close(h);
+}
+
+static void test_rs256_ps256_sign_verify(void **state) {
+        static const char input[] = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0";
+        struct hsm *h = open_default();
+        EVP_PKEY *pub = NULL;
+        char *uri = generate(h, "Sign.Rs", HSM_ALG_RS256, &pub);
+        uint8_t sig[HSM_SIGNATURE_MAX], sig2[HSM_SIGNATURE_MAX];
+        size_t n = sizeof sig, n2 = sizeof sig2;
+        enum hsm_alg a = HSM_ALG_NONE;
+
+        assert_string_equal(uri, "pkcs11:token=" TOKEN ";object=Sign.Rs;type=private");
+        assert_int_equal(EVP_PKEY_get_base_id(pub), EVP_PKEY_RSA);
+        assert_int_equal(EVP_PKEY_get_bits(pub), HSM_RSA_BITS);
+
+        assert_int_equal(hsm_key_alg(h, uri, HSM_ALG_NONE, &a), 0);
+        assert_int_equal(a, HSM_ALG_RS256);
+        assert_int_equal(hsm_key_alg(h, uri, HSM_ALG_PS256, &a), 0); /* SoftHSM2 offers PSS */
+        assert_int_equal(a, HSM_ALG_PS256);
+        assert_int_equal(hsm_key_alg(h, uri, HSM_ALG_ES256, &a), -EOPNOTSUPP);
+
+        assert_int_equal(hsm_sign(h, uri, HSM_ALG_RS256, input, strlen(input), sig, &n), 0);
+        assert_int_equal(n, HSM_RSA_BITS / 8);
+        assert_int_equal(jws_verify(pub, HSM_ALG_RS256, input, strlen(input), sig, n), 1);
+        assert_int_equal(jws_verify(pub, HSM_ALG_PS256, input, strlen(input), sig, n), 0);
+        /* PKCS #1 v1.5 is deterministic. */
+        assert_int_equal(hsm_sign(h, uri, HSM_ALG_RS256, input, strlen(input), sig2, &n2), 0);
+        assert_memory_equal(sig, sig2, n);
+
+        n = sizeof sig;
+        assert_int_equal(hsm_sign(h, uri, HSM_ALG_PS256, input, strlen(input), sig, &n), 0);
+        assert_int_equal(n, HSM_RSA_BITS / 8);
+        assert_int_equal(jws_verify(pub, HSM_ALG_PS256, input, strlen(input), sig, n), 1);
+        assert_int_equal(jws_verify(pub, HSM_ALG_RS256, input, strlen(input), sig, n), 0);
+
+        n = HSM_RSA_BITS / 8 - 1;
+        assert_int_equal(hsm_sign(h, uri, HSM_ALG_RS256, input, strlen(input), sig, &n), -EMSGSIZE);
+
+        EVP_PKEY_free(pub);
+        free(uri);
+        hsm_close(h);
+}
+
+static CK_OBJECT_HANDLE raw_find_class(struct raw *raw, CK_OBJECT_CLASS klass, const char *label) {
+        CK_ATTRIBUTE t[] = {
+                { CKA_CLASS, &klass, sizeof klass },
+                { CKA_LABEL, (void *) label, strlen(label) },
+        };
+        CK_OBJECT_HANDLE o[2];
+        CK_ULONG n = 0;
+
+        assert_int_equal(raw->m->C_FindObjectsInit(raw->session, t, ELEMENTSOF(t)), CKR_OK);
+        assert_int_equal(raw->m->C_FindObjects(raw->session, o, ELEMENTSOF(o), &n), CKR_OK);
+        assert_int_equal(raw->m->C_FindObjectsFinal(raw->session), CKR_OK);
+        assert_int_equal(n, 1);
+        return o[0];
+}
+
+static CK_BBOOL raw_bool(struct raw *raw, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type) {
+        CK_BBOOL v = 2;
+        CK_ATTRIBUTE a = { type, &v, sizeof v };
+
+        assert_int_equal(raw->m->C_GetAttributeValue(raw->session, o, &a, 1), CKR_OK);
+        return v;
+}
+
+/* What the generated objects are: the private key never leaves the token. */
+static void test_generated_key_attributes(void **state) {
+        static const struct {
+                const char *label;
+                enum hsm_alg alg;
+                CK_KEY_TYPE type;
+                CK_ATTRIBUTE_TYPE secret; /* an attribute holding private key material */
+        } cases[] = {
+                { "Attr.Ec", HSM_ALG_ES256, CKK_EC, CKA_VALUE },
+                { "Attr.Rsa", HSM_ALG_RS256, CKK_RSA, CKA_PRIVATE_EXPONENT },
+        };
+        struct hsm *h = open_default();
+        struct raw raw;
+
+        raw_open(&raw, true);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char *uri = generate(h, cases[i].label, cases[i].alg, NULL);
+                CK_OBJECT_HANDLE priv = raw_find_class(&raw, CKO_PRIVATE_KEY, cases[i].label);
+                CK_OBJECT_HANDLE pub = raw_find_class(&raw, CKO_PUBLIC_KEY, cases[i].label);
+                uint8_t buf[1024], id1[64], id2[64];
+                CK_ATTRIBUTE v = { cases[i].secret, buf, sizeof buf };
+                CK_ATTRIBUTE i1 = { CKA_ID, id1, sizeof id1 }, i2 = { CKA_ID, id2, sizeof id2 };
+                CK_KEY_TYPE type = 0;
+                CK_ATTRIBUTE t = { CKA_KEY_TYPE, &type, sizeof type };
+
+                assert_int_equal(raw.m->C_GetAttributeValue(raw.session, priv, &t, 1), CKR_OK);
+                assert_int_equal(type, cases[i].type);
+                assert_int_equal(raw_bool(&raw, priv, CKA_TOKEN), CK_TRUE);
+                assert_int_equal(raw_bool(&raw, priv, CKA_PRIVATE), CK_TRUE);
+                assert_int_equal(raw_bool(&raw, priv, CKA_SENSITIVE), CK_TRUE);
+                assert_int_equal(raw_bool(&raw, priv, CKA_EXTRACTABLE), CK_FALSE);
+                assert_int_equal(raw_bool(&raw, priv, CKA_NEVER_EXTRACTABLE), CK_TRUE);
+                assert_int_equal(raw_bool(&raw, priv, CKA_SIGN), CK_TRUE);
+                assert_int_equal(raw_bool(&raw, priv, CKA_DERIVE), CK_FALSE);
+                if (cases[i].type == CKK_RSA)
+                        assert_int_equal(raw_bool(&raw, priv, CKA_DECRYPT), CK_FALSE);
+                assert_int_equal(raw_bool(&raw, pub, CKA_TOKEN), CK_TRUE);
+                assert_int_equal(raw_bool(&raw, pub, CKA_VERIFY), CK_TRUE);
+                /* The key material cannot be read, not even by the logged-in user. */
+                assert_int_equal(raw.m->C_GetAttributeValue(raw.session, priv, &v, 1), CKR_ATTRIBUTE_SENSITIVE);
+                assert_int_equal(v.ulValueLen, CK_UNAVAILABLE_INFORMATION);
+                /* Both halves share a random 16-byte CKA_ID. */
+                assert_int_equal(raw.m->C_GetAttributeValue(raw.session, priv, &i1, 1), CKR_OK);
+                assert_int_equal(raw.m->C_GetAttributeValue(raw.session, pub, &i2, 1), CKR_OK);
+                assert_int_equal(i1.ulValueLen, 16);
+                assert_int_equal(i2.ulValueLen, 16);
+                assert_memory_equal(id1, id2, 16);
+                free(uri);
+        }
+        raw_close(&raw);
+        hsm_close(h);
+}
+
+/* Makes a key pair behind hsm's back: PARAMS is the DER curve OID (EC) or NULL (RSA of
+ * BITS bits); SENSITIVE for the private half. */
+static void raw_keypair(struct raw *raw, const char *label, const uint8_t *params, size_t params_len, CK_ULONG bits,
+                        bool sensitive) {
+        CK_BBOOL yes = CK_TRUE, sens = sensitive ? CK_TRUE : CK_FALSE;
+        uint8_t e[] = { 1, 0, 1 };
+        CK_ATTRIBUTE pub_ec[] = {
+                { CKA_TOKEN, &yes, sizeof yes },
+                { CKA_LABEL, (void *) label, strlen(label) },
+                { CKA_EC_PARAMS, (void *) params, params_len },
+        };
+        CK_ATTRIBUTE pub_rsa[] = {
+                { CKA_TOKEN, &yes, sizeof yes },
+                { CKA_LABEL, (void *) label, strlen(label) },
+                { CKA_MODULUS_BITS, &bits, sizeof bits },
+                { CKA_PUBLIC_EXPONENT, e, sizeof e },
+        };
+        CK_ATTRIBUTE priv[] = {
+                { CKA_TOKEN, &yes, sizeof yes },
+                { CKA_PRIVATE, &yes, sizeof yes },
+                { CKA_SENSITIVE, &sens, sizeof sens },
+                { CKA_SIGN, &yes, sizeof yes },
+                { CKA_LABEL, (void *) label, strlen(label) },
+        };
+        CK_MECHANISM m = { params ? CKM_EC_KEY_PAIR_GEN : CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
+        CK_OBJECT_HANDLE a, b;
+
+        assert_int_equal(raw->m->C_GenerateKeyPair(raw->session, &m, params ? pub_ec : pub_rsa,
+                                                   params ? ELEMENTSOF(pub_ec) : ELEMENTSOF(pub_rsa), priv,
+                                                   ELEMENTSOF(priv), &a, &b), CKR_OK);
+}
+
+static void test_key_refusals(void **state) {
+        static const uint8_t p384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
+        static const uint8_t p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+        struct hsm *h = open_default();
+        uint8_t sig[HSM_SIGNATURE_MAX];
+        size_t n = sizeof sig;
+        enum hsm_alg a = HSM_ALG_NONE;
+        char *uri = generate(h, "Refuse.Dup", HSM_ALG_ES256, NULL), *uri2 = (char *) 0x1;
+        EVP_PKEY *pub = (EVP_PKEY *) 0x1;
+        struct raw raw;
+
+        /* A label in use, by either half. */
+        assert_int_equal(hsm_generate_key(h, "Refuse.Dup", HSM_ALG_RS256, &uri2, &pub), -EEXIST);
+        assert_ptr_equal(uri2, (char *) 0x1);
+        assert_ptr_equal(pub, (EVP_PKEY *) 0x1);
+        expect_last_error(h, "already exists");
+        assert_int_equal(hsm_generate_key(h, " bad label", HSM_ALG_ES256, NULL, NULL), -EINVAL);
+        assert_int_equal(hsm_generate_key(h, "Refuse.None", HSM_ALG_NONE, NULL, NULL), -EINVAL);
+
+        /* No such key; a data object of that label is no key; the URI must say private. */
+        put(h, "Refuse.Data", "not a key");
+        assert_int_equal(hsm_key_alg(h, "pkcs11:object=Refuse.Missing;type=private", HSM_ALG_NONE, &a), -ENOENT);
+        expect_last_error(h, "no private key labelled \"Refuse.Missing\"");
+        assert_int_equal(hsm_key_alg(h, "pkcs11:object=Refuse.Data", HSM_ALG_NONE, &a), -ENOENT);
+        assert_int_equal(hsm_key_alg(h, "pkcs11:object=Refuse.Dup;type=data", HSM_ALG_NONE, &a), -EINVAL);
+        assert_int_equal(hsm_key_alg(h, "pkcs11:object=Refuse.Dup;type=public", HSM_ALG_NONE, &a), -EINVAL);
+        assert_int_equal(hsm_key_alg(h, "pkcs11:token=" TOKEN2 ";object=Refuse.Dup", HSM_ALG_NONE, &a), -ENOENT);
+        assert_int_equal(hsm_sign(h, "pkcs11:object=Refuse.Missing", HSM_ALG_ES256, "x", 1, sig, &n), -ENOENT);
+        assert_int_equal(hsm_sign(h, uri, HSM_ALG_NONE, "x", 1, sig, &n), -EINVAL);
+        /* hsm_read_secret() does not hand out keys. */
+        {
+                struct secbuf *b = NULL;
+                assert_int_equal(hsm_read_secret(h, uri, &b), -EINVAL);
+                assert_null(b);
+        }
+
+        raw_open(&raw, true);
+        /* Not sensitive: its value could be read, so it is no key to trust. */
+        raw_keypair(&raw, "Refuse.Open", p256, sizeof p256, 0, false);
+        assert_int_equal(hsm_key_alg(h, "pkcs11:object=Refuse.Open", HSM_ALG_NONE, &a), -EACCES);
+        expect_last_error(h, "not private and sensitive");
+        /* Another curve, a short RSA key. */
+        raw_keypair(&raw, "Refuse.P384", p384, sizeof p384, 0, true);
+        assert_int_equal(hsm_key_alg(h, "pkcs11:object=Refuse.P384", HSM_ALG_NONE, &a), -EOPNOTSUPP);
+        expect_last_error(h, "another curve than P-256");
+        raw_keypair(&raw, "Refuse.Short", NULL, 0, 1024, true);
+        assert_int_equal(hsm_key_alg(h, "pkcs11:object=Refuse.Short", HSM_ALG_NONE, &a), -EOPNOTSUPP);
+        expect_last_error(h, "RSA of 1024 bits");
+        /* Two keys of one label: the URI must say which. */
+        raw_keypair(&raw, "Refuse.Dup", p256, sizeof p256, 0, true);
+        assert_int_equal(hsm_key_alg(h, uri, HSM_ALG_NONE, &a), -EINVAL);
+        expect_last_error(h, "add id=");
+        raw_close(&raw);
+
+        free(uri);
+        hsm_close(h);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_errno_from_ckr),
@@ -998,6 +1322,11 @@ int main(void) {
                 cmocka_unit_test(test_non_private_refused),
                 cmocka_unit_test(test_session_loss),
                 cmocka_unit_test(test_threads),
+                cmocka_unit_test(test_alg_names),
+                cmocka_unit_test(test_es256_sign_verify),
+                cmocka_unit_test(test_rs256_ps256_sign_verify),
+                cmocka_unit_test(test_generated_key_attributes),
+                cmocka_unit_test(test_key_refusals),
         };
 
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
