@@ -122,6 +122,10 @@ struct loader {
         struct pending_principal *principals;
         size_t n_principals;
         const struct section *agent;
+        /* The first scope formula that needs the user (group) name table: where a problem
+         * reading the database is reported. */
+        const struct section *users_section, *groups_section;
+        const struct entry *users_entry, *groups_entry;
 };
 
 _printf_(4, 5)
@@ -1365,6 +1369,7 @@ static struct config_credential *config_credential_free(struct config_credential
         free(c->label);
         free(c->token_url);
         free(c->scope);
+        formula_free(c->scope_formula);
         free(c->refresh_status);
         free(c->file);
         free(c);
@@ -1417,6 +1422,42 @@ static void parse_refresh_status(struct loader *l, const struct section *s, cons
         cred->n_refresh_status = n;
 }
 
+/* [credential] scope = {!…}: compiled now, so that a formula with an error never loads; the
+ * source text is kept in cred->scope. */
+static void parse_scope_formula(struct loader *l, const struct section *s, const struct entry *e,
+                                struct config_credential *cred) {
+        struct formula *f = NULL;
+        const char *message = NULL;
+        unsigned column = 0;
+        int r;
+
+        r = formula_parse(e->value, &f, &column, &message);
+        if (r == -ENOMEM) {
+                l->oom = true;
+                return;
+        }
+        if (r < 0) {
+                key_error(l, s, e, "column %u: %s", column, message);
+                return;
+        }
+        if (!strdup_to(l, &cred->scope, e->value)) {
+                formula_free(f);
+                return;
+        }
+        formula_free(cred->scope_formula);
+        cred->scope_formula = f;
+
+        if (!l->users_section && formula_uses(f, FORMULA_VAR_USER_NAME)) {
+                l->users_section = s;
+                l->users_entry = e;
+        }
+        if (!l->groups_section &&
+            (formula_uses(f, FORMULA_VAR_USER_GROUP) || formula_uses(f, FORMULA_VAR_USER_GROUPS))) {
+                l->groups_section = s;
+                l->groups_entry = e;
+        }
+}
+
 static void validate_credential(struct loader *l, const struct section *s, struct config_credential *cred) {
         const struct entry *seen[_CRED_MAX] = {};
         const struct entry *e;
@@ -1446,8 +1487,8 @@ static void validate_credential(struct loader *l, const struct section *s, struc
 
         e = seen[CRED_SCOPE];
         if (has_value(e)) {
-                if (strncmp(e->value, "{!", 2) == 0)
-                        key_error(l, s, e, "\"%s\": scope formulas are not supported by this version", Q(e->value));
+                if (formula_is_formula(e->value))
+                        parse_scope_formula(l, s, e, cred);
                 else if (strlen(e->value) > MSG_SCOPE_MAX)
                         key_error(l, s, e, "longer than %d bytes", MSG_SCOPE_MAX);
                 else if (!scope_is_valid(e->value))
@@ -1852,6 +1893,399 @@ static void link_principals(struct loader *l) {
         }
 }
 
+/* ---- Name tables (struct config's users and groups) --------------------------------- */
+
+struct name_builder {
+        struct config_name *v;
+        size_t *seq;            /* the order entries were found in, to keep the first of an id */
+        size_t n, allocated;
+        size_t bytes;           /* as counted against CONFIG_NAMES_BYTES_MAX */
+};
+
+static void name_builder_done(struct name_builder *b) {
+        for (size_t i = 0; i < b->n; i++)
+                free(b->v[i].name);
+        free(b->v);
+        free(b->seq);
+        *b = (struct name_builder) {};
+}
+
+/* Returns 0, -ENOMEM, or -E2BIG past a cap (BYTES: both tables so far). */
+static int name_builder_add(struct name_builder *b, size_t *bytes, uint32_t id, const char *name) {
+        size_t len = strlen(name);
+
+        if (len == 0 || len > CONFIG_NAME_LEN_MAX)
+                return 0; /* no usable name: the id has none in the table */
+        if (b->n >= CONFIG_NAMES_MAX || *bytes + len + 8 > CONFIG_NAMES_BYTES_MAX)
+                return -E2BIG;
+        if (b->n == b->allocated) {
+                size_t k = b->allocated ? b->allocated * 2 : 64;
+                struct config_name *v = reallocarray(b->v, k, sizeof *v);
+                size_t *seq;
+
+                if (!v)
+                        return -ENOMEM;
+                b->v = v;
+                seq = reallocarray(b->seq, k, sizeof *seq);
+                if (!seq)
+                        return -ENOMEM;
+                b->seq = seq;
+                b->allocated = k;
+        }
+        b->v[b->n].name = strdup(name);
+        if (!b->v[b->n].name)
+                return -ENOMEM;
+        b->v[b->n].id = id;
+        b->seq[b->n] = b->n;
+        b->n++;
+        *bytes += len + 8;
+        return 0;
+}
+
+static bool name_builder_has(const struct name_builder *b, uint32_t id) {
+        for (size_t i = 0; i < b->n; i++)
+                if (b->v[i].id == id)
+                        return true;
+        return false;
+}
+
+/* qsort_r() over indexes into NAMES: by id, then by the order found. */
+static int name_index_compare(const void *a, const void *b, void *names) {
+        const struct config_name *v = names;
+        size_t x = *(const size_t *) a, y = *(const size_t *) b;
+
+        if (v[x].id != v[y].id)
+                return v[x].id < v[y].id ? -1 : 1;
+        return x < y ? -1 : x > y;
+}
+
+/* Sorts by id keeping the first entry of each id; hands the table to *RET. */
+static int name_builder_finish(struct name_builder *b, struct config_name **ret, size_t *ret_n) {
+        struct config_name *out;
+        size_t n = 0;
+
+        if (b->n == 0) {
+                name_builder_done(b);
+                *ret = NULL;
+                *ret_n = 0;
+                return 0;
+        }
+        out = calloc(b->n, sizeof *out);
+        if (!out)
+                return -ENOMEM;
+        qsort_r(b->seq, b->n, sizeof *b->seq, name_index_compare, b->v);
+        for (size_t i = 0; i < b->n; i++) {
+                struct config_name *e = &b->v[b->seq[i]];
+
+                if (n > 0 && out[n - 1].id == e->id)
+                        continue; /* a later duplicate: freed with the builder */
+                out[n++] = *e;
+                e->name = NULL;
+        }
+        name_builder_done(b);
+        *ret = out;
+        *ret_n = n;
+        return 0;
+}
+
+/* Grows *BUF (*SIZE bytes) for an NSS _r call that said ERANGE.  Returns 0, -ENOMEM or -ERANGE. */
+static int grow_nss_buffer(char **buf, size_t *size) {
+        char *p;
+
+        if (*size >= ((size_t) 1 << 24))
+                return -ERANGE;
+        p = realloc(*buf, *size * 2);
+        if (!p)
+                return -ENOMEM;
+        *buf = p;
+        *size *= 2;
+        return 0;
+}
+
+/* Reads every entry of the passwd (USERS) or group database into B.  Returns 0, -ENOMEM,
+ * -E2BIG past a cap, or another negative errno from NSS. */
+static int names_enumerate(bool users, struct name_builder *b, size_t *bytes) {
+        size_t size = 4096;
+        char *buf = malloc(size);
+        int r = 0;
+
+        if (!buf)
+                return -ENOMEM;
+        if (users)
+                setpwent();
+        else
+                setgrent();
+        for (;;) {
+                struct passwd pw, *pwr = NULL;
+                struct group gr, *grr = NULL;
+                int k;
+
+                k = users ? getpwent_r(&pw, buf, size, &pwr) : getgrent_r(&gr, buf, size, &grr);
+                if (k == ERANGE) {
+                        /* glibc hands the same entry again after ERANGE. */
+                        r = grow_nss_buffer(&buf, &size);
+                        if (r < 0)
+                                break;
+                        continue;
+                }
+                if (k == ENOENT || (k == 0 && !pwr && !grr))
+                        break;
+                if (k != 0) {
+                        r = -k;
+                        break;
+                }
+                r = users ? name_builder_add(b, bytes, (uint32_t) pw.pw_uid, pw.pw_name)
+                          : name_builder_add(b, bytes, (uint32_t) gr.gr_gid, gr.gr_name);
+                if (r < 0)
+                        break;
+        }
+        if (users)
+                endpwent();
+        else
+                endgrent();
+        free(buf);
+        return r;
+}
+
+/* Adds the name of ID from getpwuid_r()/getgrgid_r() when B has none yet: NSS sources that
+ * do not enumerate (sssd's default, LDAP) still answer these.  An id without a name is not
+ * an error here (users=/groups= take numbers); returns 0, -ENOMEM or -E2BIG. */
+static int names_add_id(bool users, struct name_builder *b, size_t *bytes, uint32_t id) {
+        size_t size = 4096;
+        char *buf;
+        int r = 0;
+
+        if (name_builder_has(b, id))
+                return 0;
+        buf = malloc(size);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                struct passwd pw, *pwr = NULL;
+                struct group gr, *grr = NULL;
+                int k = users ? getpwuid_r((uid_t) id, &pw, buf, size, &pwr)
+                              : getgrgid_r((gid_t) id, &gr, buf, size, &grr);
+
+                if (k == ERANGE) {
+                        r = grow_nss_buffer(&buf, &size);
+                        if (r == 0)
+                                continue;
+                        r = r == -ENOMEM ? r : 0;
+                        break;
+                }
+                if (k == 0 && pwr)
+                        r = name_builder_add(b, bytes, id, pw.pw_name);
+                else if (k == 0 && grr)
+                        r = name_builder_add(b, bytes, id, gr.gr_name);
+                break;
+        }
+        free(buf);
+        return r;
+}
+
+static int build_name_table(struct loader *l, bool users, size_t *bytes) {
+        _cleanup_(name_builder_done) struct name_builder b = {};
+        const struct section *s = users ? l->users_section : l->groups_section;
+        const struct entry *e = users ? l->users_entry : l->groups_entry;
+        struct config *c = l->config;
+        int r;
+
+        r = names_enumerate(users, &b, bytes);
+        for (size_t i = 0; r >= 0 && i < c->n_credentials; i++) {
+                const struct config_credential *cred = c->credentials[i];
+
+                if (!cred->scope_formula)
+                        continue;
+                for (size_t j = 0; r >= 0 && j < cred->n_principals; j++) {
+                        const struct policy_rule *rule = &cred->principals[j]->rule;
+
+                        if (users)
+                                for (size_t k = 0; r >= 0 && k < rule->n_uids; k++)
+                                        r = names_add_id(true, &b, bytes, (uint32_t) rule->uids[k]);
+                        else
+                                for (size_t k = 0; r >= 0 && k < rule->n_gids; k++)
+                                        r = names_add_id(false, &b, bytes, (uint32_t) rule->gids[k]);
+                }
+        }
+        if (r >= 0)
+                r = users ? name_builder_finish(&b, &c->users, &c->n_users)
+                          : name_builder_finish(&b, &c->groups, &c->n_groups);
+        if (r == -ENOMEM) {
+                l->oom = true;
+                return r;
+        }
+        if (r == -E2BIG)
+                key_error(l, s, e, "the %s database is too large for %s: the agent keeps at most %d names "
+                          "and %d KiB of them", users ? "passwd" : "group",
+                          users ? "$User.Name" : "$User.Group and $User.Groups", CONFIG_NAMES_MAX,
+                          CONFIG_NAMES_BYTES_MAX / 1024);
+        else if (r < 0)
+                key_error(l, s, e, "cannot read the %s database for %s: %s", users ? "passwd" : "group",
+                          users ? "$User.Name" : "$User.Group and $User.Groups", strerror(-r));
+        return r;
+}
+
+/* The name tables that the loaded formulas need (config.h, struct config). */
+static void load_names(struct loader *l) {
+        size_t bytes = 0;
+
+        if (l->users_section && build_name_table(l, true, &bytes) == -ENOMEM)
+                return;
+        if (l->groups_section)
+                (void) build_name_table(l, false, &bytes);
+}
+
+static const char *name_lookup(const struct config_name *v, size_t n, uint32_t id) {
+        size_t lo = 0, hi = n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (v[mid].id == id)
+                        return v[mid].name;
+                if (v[mid].id < id)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return NULL;
+}
+
+const char *config_user_name(const struct config *c, uid_t uid) {
+        return c ? name_lookup(c->users, c->n_users, (uint32_t) uid) : NULL;
+}
+
+const char *config_group_name(const struct config *c, gid_t gid) {
+        return c ? name_lookup(c->groups, c->n_groups, (uint32_t) gid) : NULL;
+}
+
+static void names_free(struct config_name *v, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(v[i].name);
+        free(v);
+}
+
+_printf_(3, 4)
+static void set_reason(char *reason, size_t size, const char *format, ...) {
+        va_list ap;
+
+        if (!reason || size == 0)
+                return;
+        va_start(ap, format);
+        vsnprintf(reason, size, format, ap);
+        va_end(ap);
+}
+
+/* $User.Groups for PEER into BUF: its gid, then its supplementary groups, each once. */
+static int join_groups(const struct config *c, const struct peer *peer, char *buf, size_t size, char *reason,
+                       size_t reason_size) {
+        size_t n = 0;
+
+        if (peer->groups_truncated) {
+                set_reason(reason, reason_size, "$User.Groups is not available: the caller is in more than %d groups",
+                           PEER_GROUPS_MAX);
+                return -ENODATA;
+        }
+        for (size_t i = 0; i <= peer->n_groups; i++) {
+                gid_t gid = i == 0 ? peer->gid : peer->groups[i - 1];
+                const char *name;
+                bool seen = false;
+                size_t len;
+
+                for (size_t j = 0; j < i && !seen; j++)
+                        seen = (j == 0 ? peer->gid : peer->groups[j - 1]) == gid;
+                if (seen)
+                        continue;
+                name = config_group_name(c, gid);
+                if (!name) {
+                        set_reason(reason, reason_size, "$User.Groups is not available: group %u has no name "
+                                   "(names are read when the configuration is loaded)", (unsigned) gid);
+                        return -ENODATA;
+                }
+                if (!formula_is_scope_token(name)) {
+                        set_reason(reason, reason_size, "$User.Groups: the name of group %u, \"%s\", is not a scope "
+                                   "token (RFC 6749 section 3.3: printable ASCII except space, '\"' and '\\')",
+                                   (unsigned) gid, Q(name));
+                        return -EILSEQ;
+                }
+                len = strlen(name);
+                if (n + (n > 0) + len >= size) {
+                        set_reason(reason, reason_size, "the expanded scope would be longer than %d bytes",
+                                   FORMULA_SCOPE_MAX);
+                        return -E2BIG;
+                }
+                if (n > 0)
+                        buf[n++] = ' ';
+                memcpy(buf + n, name, len + 1);
+                n += len;
+        }
+        return 0;
+}
+
+int config_scope_expand(const struct config *c, const struct config_principal *p, const struct peer *peer,
+                        char *buf, size_t size, char *reason, size_t reason_size, const char **ret_scope) {
+        const struct config_credential *cred;
+        const struct formula *f;
+        struct formula_vars vars = {};
+        enum formula_var bad = _FORMULA_VAR_MAX;
+        char uid[16], groups[FORMULA_SCOPE_MAX + 1];
+        const char *v;
+        int r;
+
+        if (!c || !p || !p->credential || !peer || !ret_scope)
+                return -EINVAL;
+        cred = p->credential;
+        f = cred->scope_formula;
+        if (!f) {
+                *ret_scope = cred->scope;
+                return 0;
+        }
+        if (!buf || size == 0)
+                return -EINVAL;
+
+        snprintf(uid, sizeof uid, "%u", (unsigned) peer->uid);
+        vars.value[FORMULA_VAR_USER_UID] = uid;
+        vars.value[FORMULA_VAR_USER_NAME] = config_user_name(c, peer->uid);
+        vars.value[FORMULA_VAR_USER_GROUP] = config_group_name(c, peer->gid);
+        vars.value[FORMULA_VAR_UNIT] = NULL; /* SO_PEERPIDFD is not read by this version */
+        vars.value[FORMULA_VAR_PRINCIPAL_NAME] = p->name;
+        vars.value[FORMULA_VAR_CREDENTIAL_NAME] = cred->name;
+        if (formula_uses(f, FORMULA_VAR_USER_GROUPS)) {
+                r = join_groups(c, peer, groups, sizeof groups, reason, reason_size);
+                if (r < 0)
+                        return r;
+                vars.value[FORMULA_VAR_USER_GROUPS] = groups;
+        }
+
+        r = formula_eval(f, &vars, buf, size, &bad);
+        if (r >= 0) {
+                *ret_scope = buf;
+                return 0;
+        }
+
+        v = (unsigned) bad < _FORMULA_VAR_MAX ? vars.value[bad] : NULL;
+        if (r == -ENODATA && bad == FORMULA_VAR_USER_NAME)
+                set_reason(reason, reason_size, "$User.Name is not available: uid %u has no user name "
+                           "(names are read when the configuration is loaded)", (unsigned) peer->uid);
+        else if (r == -ENODATA && bad == FORMULA_VAR_USER_GROUP)
+                set_reason(reason, reason_size, "$User.Group is not available: group %u has no name "
+                           "(names are read when the configuration is loaded)", (unsigned) peer->gid);
+        else if (r == -ENODATA && bad == FORMULA_VAR_UNIT)
+                set_reason(reason, reason_size, "$Unit is not available: this version does not read the caller's "
+                           "systemd unit");
+        else if (r == -ENODATA)
+                set_reason(reason, reason_size, "%s is not available", formula_var_name(bad));
+        else if (r == -EILSEQ && v)
+                set_reason(reason, reason_size, "%s is \"%s\", which is not a scope token (RFC 6749 section 3.3: "
+                           "printable ASCII except space, '\"' and '\\')", formula_var_name(bad), Q(v));
+        else if (r == -E2BIG)
+                set_reason(reason, reason_size, "the expanded scope would be longer than %d bytes",
+                           FORMULA_SCOPE_MAX);
+        else
+                set_reason(reason, reason_size, "the formula cannot be expanded (%s)", strerror(-r));
+        return r;
+}
+
 static int error_compare(const void *a, const void *b) {
         const struct error *x = a, *y = b;
 
@@ -2001,6 +2435,9 @@ int config_load(const char *path, unsigned flags, struct config **ret, char **re
                 loader_error(&l, 0, 0, "no [agent] section");
         if (!l.oom && !(flags & CONFIG_LOAD_AGENT_ONLY))
                 link_principals(&l);
+        /* Only for a config that is otherwise valid: reading the databases may take a while. */
+        if (!l.oom && l.n_errors == 0 && !(flags & CONFIG_LOAD_AGENT_ONLY))
+                load_names(&l);
         if (l.oom) {
                 r = -ENOMEM;
                 goto finish;
@@ -2039,6 +2476,8 @@ struct config *config_free(struct config *c) {
         free(c->token);
         free(c->pin_source);
         free(c->ca_file);
+        names_free(c->users, c->n_users);
+        names_free(c->groups, c->n_groups);
         free(c);
         return NULL;
 }

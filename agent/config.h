@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "policy/formula.h"
 #include "policy/policy.h"
 
 /* The configuration (DESIGN.md, Configuration): INI parsed with inih, the main file plus
@@ -33,7 +34,10 @@ struct config_credential {
         char *label;                      /* may be NULL */
         char *token_url;
         enum client_auth client_auth;
-        char *scope;                      /* may be NULL: no scope parameter is sent */
+        char *scope;                      /* may be NULL: no scope parameter is sent; a formula's
+                                           * source text ("{!…}") when scope_formula is set */
+        struct formula *scope_formula;    /* the compiled formula when scope is one, else NULL
+                                           * (a plain scope is sent as it is) */
         int *refresh_status;              /* HTTP statuses that also force a refresh (401 always does) */
         size_t n_refresh_status;
         bool allow_insecure_loopback;
@@ -47,6 +51,19 @@ struct config_credential {
         char *file;
         unsigned line;
 };
+
+/* One user or group of the name tables below. */
+struct config_name {
+        uint32_t id;                      /* uid or gid */
+        char *name;                       /* not empty, at most CONFIG_NAME_LEN_MAX bytes */
+};
+
+/* Caps on the name tables: entries per table, bytes per name (longer names are left out, so
+ * their ids have no name), and bytes of both tables counted as on the wire (each name plus 8),
+ * which keeps a config within one MSG_CONFIG frame.  More entries or bytes is a load error. */
+#define CONFIG_NAMES_MAX 65536
+#define CONFIG_NAME_LEN_MAX 256
+#define CONFIG_NAMES_BYTES_MAX (512 * 1024)
 
 struct config {
         char *path;                       /* main file as given */
@@ -62,6 +79,21 @@ struct config {
         /* sections */
         struct config_credential **credentials; /* in file order */
         size_t n_credentials;
+        /* The passwd and group databases as read at load time, for the $User.Name, $User.Group
+         * and $User.Groups variables of scope formulas.  The front, which expands formulas,
+         * cannot ask NSS itself: it is sandboxed without open() and socket(), and NSS may need
+         * both (files, nscd, sssd); and the supervisor is not asked per request either.
+         * Trade-off: a snapshot (getpwent()/getgrent(), plus the ids named in users= and
+         * groups=, which NSS sources that do not enumerate still answer) costs memory and is
+         * as old as the last load or reload, so a user or group added or renamed later has
+         * its new name only after a SIGHUP; an id without a name in the snapshot makes the
+         * request fail (never a guess).  Filled only when some formula uses those variables:
+         * users for $User.Name, groups for $User.Group and $User.Groups.  Sorted by ascending
+         * id, one entry per id: the first the database lists, as getpwuid()/getgrgid() do. */
+        struct config_name *users;
+        size_t n_users;
+        struct config_name *groups;
+        size_t n_groups;
 };
 
 /* Flags for config_load(). */
@@ -97,6 +129,30 @@ const struct config_credential *config_find_credential(const struct config *c, c
 
 /* Returns the principal "CRED.NAME" given as FULL_NAME, or NULL. */
 const struct config_principal *config_find_principal(const struct config *c, const char *full_name);
+
+/* The name of uid UID (or of group GID) in C's name tables, or NULL when it has none there. */
+const char *config_user_name(const struct config *c, uid_t uid);
+const char *config_group_name(const struct config *c, gid_t gid);
+
+/* The scope to request for the caller PEER through principal P of configuration C: the
+ * credential's scope, with a formula expanded for PEER (policy/formula.h).  Pure: no I/O.
+ * $User.Name and $User.Group are the names of PEER's uid and gid in C's name tables;
+ * $User.Groups the names of its gid and then of its supplementary groups (in the kernel's
+ * order, each once), joined by single spaces; $User.Uid its uid in decimal; $Unit is never
+ * available in this version; $Principal.Name and $Credential.Name are P's and its
+ * credential's names.
+ * Returns 0 and stores in *RET_SCOPE the scope: NULL when the credential has none, its plain
+ * scope, or the expansion written to BUF (SIZE bytes; FORMULA_SCOPE_MAX + 1 always suffice).
+ * On failure returns
+ *   -ENODATA  a variable the formula uses is not available for PEER (a uid or gid without a
+ *             name, more than PEER_GROUPS_MAX groups for $User.Groups, $Unit),
+ *   -EILSEQ   a value is not a scope-token (RFC 6749 §3.3; for $User.Groups each name),
+ *   -E2BIG    the expansion would be longer than FORMULA_SCOPE_MAX bytes or BUF,
+ *   -EINVAL   a NULL argument,
+ * and writes to REASON (REASON_SIZE bytes, if not NULL) an English sentence for the caller
+ * and the log, with a bad value quoted and escaped (log_escape()); *RET_SCOPE is untouched. */
+int config_scope_expand(const struct config *c, const struct config_principal *p, const struct peer *peer,
+                        char *buf, size_t size, char *reason, size_t reason_size, const char **ret_scope);
 
 /* The default config path: $XDG_CONFIG_HOME/credagent/credagent.conf (or
  * ~/.config/…) for a non-root user, CREDAGENT_SYSCONFDIR/credagent.conf for root.

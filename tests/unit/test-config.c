@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
+#include <pwd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,7 @@
 #include "build-config.h"
 #include "agent/config.h"
 #include "hsm/hsm.h"
+#include "log.h"
 #include "macro.h"
 
 /* Every test gets its own directory from mkdtemp(); configs are written there. */
@@ -760,6 +763,249 @@ static void test_scope_length_cap(void **state) {
         free(conf);
 }
 
+/* ---- scope formulas -------------------------------------------------------------- */
+
+#define FORMULA_CONF                                                                    \
+        AGENT                                                                           \
+        "[credential C]\n"                                                              \
+        "token_url = https://idp.example.com/token\n"                                   \
+        "scope = {!\"role:\" + $User.Group + \" user:\" + $User.Name}\n"                 \
+        "[principal C.P]\n"                                                             \
+        "sequence = 1\n"                                                                \
+        "client_id = id\n"                                                              \
+        "client_secret = pkcs11:token=credagent;object=C.P;type=data\n"                 \
+        "users = *\n"                                                                   \
+        "[credential G]\n"                                                              \
+        "token_url = https://idp.example.com/token\n"                                   \
+        "scope = {!\"groups \" + $User.Groups + \" \" + $Credential.Name + \".\" + $Principal.Name}\n" \
+        "[principal G.Q]\n"                                                             \
+        "sequence = 1\n"                                                                \
+        "client_id = id\n"                                                              \
+        "client_secret = pkcs11:token=credagent;object=G.Q;type=data\n"                 \
+        "users = *\n"                                                                   \
+        "[credential Plain]\n"                                                          \
+        "token_url = https://idp.example.com/token\n"                                   \
+        "scope = read write\n"                                                          \
+        "[principal Plain.P]\n"                                                         \
+        "sequence = 1\n"                                                                \
+        "client_id = id\n"                                                              \
+        "client_secret = pkcs11:token=credagent;object=Plain.P;type=data\n"             \
+        "users = *\n"                                                                   \
+        "[credential None]\n"                                                           \
+        "token_url = https://idp.example.com/token\n"                                   \
+        "[principal None.P]\n"                                                          \
+        "sequence = 1\n"                                                                \
+        "client_id = id\n"                                                              \
+        "client_secret = pkcs11:token=credagent;object=None.P;type=data\n"              \
+        "users = *\n"
+
+static void assert_names_sorted(const struct config_name *v, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                assert_non_null(v[i].name);
+                assert_true(v[i].name[0] != '\0');
+                assert_true(strlen(v[i].name) <= CONFIG_NAME_LEN_MAX);
+                if (i > 0)
+                        assert_true(v[i - 1].id < v[i].id);
+        }
+}
+
+/* An id that the passwd (USERS) or group database does not know. */
+static uint32_t unnamed_id(bool users) {
+        for (uint32_t id = 47000; id < 48000; id++)
+                if (users ? !getpwuid(id) : !getgrgid(id))
+                        return id;
+        fail_msg("no free id");
+        return 0;
+}
+
+static void test_scope_formulas(void **state) {
+        struct ctx *t = *state;
+        const struct config_credential *c, *g, *plain, *none;
+        struct config *cfg;
+
+        cfg = expect_ok(t, FORMULA_CONF);
+        c = config_find_credential(cfg, "C");
+        g = config_find_credential(cfg, "G");
+        plain = config_find_credential(cfg, "Plain");
+        none = config_find_credential(cfg, "None");
+        /* The source text is kept; a formula is compiled, a plain scope is not. */
+        assert_string_equal(c->scope, "{!\"role:\" + $User.Group + \" user:\" + $User.Name}");
+        assert_non_null(c->scope_formula);
+        assert_true(formula_uses(c->scope_formula, FORMULA_VAR_USER_GROUP));
+        assert_non_null(g->scope_formula);
+        assert_string_equal(plain->scope, "read write");
+        assert_null(plain->scope_formula);
+        assert_null(none->scope);
+        assert_null(none->scope_formula);
+
+        /* $User.Name and $User.Group(s) are used: both tables, from the host's databases. */
+        assert_true(cfg->n_users > 0);
+        assert_true(cfg->n_groups > 0);
+        assert_names_sorted(cfg->users, cfg->n_users);
+        assert_names_sorted(cfg->groups, cfg->n_groups);
+        assert_string_equal(config_user_name(cfg, 0), getpwuid(0)->pw_name);
+        assert_string_equal(config_group_name(cfg, 0), getgrgid(0)->gr_name);
+        assert_null(config_user_name(cfg, unnamed_id(true)));
+        assert_null(config_group_name(cfg, unnamed_id(false)));
+        assert_null(config_user_name(NULL, 0));
+        /* Every entry is the database's answer for its id. */
+        for (size_t i = 0; i < cfg->n_users; i++)
+                assert_string_equal(cfg->users[i].name, getpwuid(cfg->users[i].id)->pw_name);
+        for (size_t i = 0; i < cfg->n_groups; i++)
+                assert_string_equal(cfg->groups[i].name, getgrgid(cfg->groups[i].id)->gr_name);
+
+        /* Only what the formulas need: no names for plain scopes or other variables. */
+        cfg = expect_ok(t, AGENT CRED "scope = {!\"u:\" + $User.Uid + \" \" + $Credential.Name}\n" PRINC);
+        assert_non_null(cfg->credentials[0]->scope_formula);
+        assert_int_equal(cfg->n_users, 0);
+        assert_int_equal(cfg->n_groups, 0);
+        assert_null(cfg->users);
+        cfg = expect_ok(t, AGENT CRED "scope = {!\"u:\" + $User.Name}\n" PRINC);
+        assert_true(cfg->n_users > 0);
+        assert_int_equal(cfg->n_groups, 0);
+        cfg = expect_ok(t, AGENT CRED "scope = {!\"g:\" + $User.Groups}\n" PRINC);
+        assert_int_equal(cfg->n_users, 0);
+        assert_true(cfg->n_groups > 0);
+        cfg = expect_ok(t, AGENT CRED "scope = read\n" PRINC);
+        assert_int_equal(cfg->n_users + cfg->n_groups, 0);
+        /* $Unit is accepted: it is refused per request (not available in this version). */
+        cfg = expect_ok(t, AGENT CRED "scope = {!\"unit:\" + $Unit}\n" PRINC);
+        assert_non_null(cfg->credentials[0]->scope_formula);
+}
+
+static void test_scope_expand(void **state) {
+        struct ctx *t = *state;
+        const struct config_principal *p, *q, *plain, *none;
+        struct peer peer = { .pid = 100, .uid = 0, .gid = 0 };
+        char buf[FORMULA_SCOPE_MAX + 1], reason[512], want[256];
+        const char *scope = "untouched";
+        uint32_t nouser = unnamed_id(true), nogroup = unnamed_id(false);
+        struct config *cfg;
+
+        cfg = expect_ok(t, FORMULA_CONF);
+        p = config_find_principal(cfg, "C.P");
+        q = config_find_principal(cfg, "G.Q");
+        plain = config_find_principal(cfg, "Plain.P");
+        none = config_find_principal(cfg, "None.P");
+
+        /* Plain scopes and no scope need no buffer. */
+        assert_int_equal(config_scope_expand(cfg, plain, &peer, NULL, 0, NULL, 0, &scope), 0);
+        assert_ptr_equal(scope, plain->credential->scope);
+        assert_int_equal(config_scope_expand(cfg, none, &peer, NULL, 0, NULL, 0, &scope), 0);
+        assert_null(scope);
+
+        /* root */
+        assert_int_equal(config_scope_expand(cfg, p, &peer, buf, sizeof buf, reason, sizeof reason, &scope), 0);
+        snprintf(want, sizeof want, "role:%s user:%s", getgrgid(0)->gr_name, getpwuid(0)->pw_name);
+        assert_string_equal(scope, want);
+        assert_ptr_equal(scope, buf);
+
+        /* $User.Groups: the gid first, then the supplementary groups in order, each once. */
+        peer.n_groups = 3;
+        peer.groups[0] = 0;
+        peer.groups[1] = cfg->groups[cfg->n_groups - 1].id;
+        peer.groups[2] = 0;
+        assert_int_equal(config_scope_expand(cfg, q, &peer, buf, sizeof buf, reason, sizeof reason, &scope), 0);
+        snprintf(want, sizeof want, "groups %s %s G.Q", cfg->groups[0].id == 0 ? cfg->groups[0].name : "?",
+                 cfg->groups[cfg->n_groups - 1].name);
+        assert_string_equal(scope, want);
+
+        /* A uid without a name. */
+        scope = "untouched";
+        peer = (struct peer) { .pid = 100, .uid = nouser, .gid = 0 };
+        assert_int_equal(config_scope_expand(cfg, p, &peer, buf, sizeof buf, reason, sizeof reason, &scope),
+                         -ENODATA);
+        assert_string_equal(scope, "untouched");
+        snprintf(want, sizeof want, "$User.Name is not available: uid %u has no user name (names are read when "
+                 "the configuration is loaded)", (unsigned) nouser);
+        assert_string_equal(reason, want);
+        /* A gid without a name: $User.Group comes first in the formula. */
+        peer.gid = nogroup;
+        assert_int_equal(config_scope_expand(cfg, p, &peer, buf, sizeof buf, reason, sizeof reason, &scope),
+                         -ENODATA);
+        snprintf(want, sizeof want, "$User.Group is not available: group %u has no name (names are read when "
+                 "the configuration is loaded)", (unsigned) nogroup);
+        assert_string_equal(reason, want);
+        /* ... and in $User.Groups, also as a supplementary group. */
+        peer = (struct peer) { .pid = 100, .uid = 0, .gid = 0, .n_groups = 1, .groups = { nogroup } };
+        assert_int_equal(config_scope_expand(cfg, q, &peer, buf, sizeof buf, reason, sizeof reason, &scope),
+                         -ENODATA);
+        snprintf(want, sizeof want, "$User.Groups is not available: group %u has no name (names are read when "
+                 "the configuration is loaded)", (unsigned) nogroup);
+        assert_string_equal(reason, want);
+        /* More groups than the kernel handed over. */
+        peer = (struct peer) { .pid = 100, .uid = 0, .gid = 0, .groups_truncated = true };
+        assert_int_equal(config_scope_expand(cfg, q, &peer, buf, sizeof buf, reason, sizeof reason, &scope),
+                         -ENODATA);
+        assert_string_equal(reason, "$User.Groups is not available: the caller is in more than 256 groups");
+        /* $User.Group does not need the supplementary groups. */
+        assert_int_equal(config_scope_expand(cfg, p, &peer, buf, sizeof buf, NULL, 0, &scope), 0);
+
+        /* Injection: names that are not scope tokens are refused, never expanded.  The tables are
+         * edited in place to stand for a database with such names. */
+        peer = (struct peer) { .pid = 100, .uid = 0, .gid = 0 };
+        assert_int_equal(cfg->groups[0].id, 0);
+        char *saved = cfg->groups[0].name;
+        static const char *const bad[] = { "ro ot", "ro\"ot", "\"", "ro\\ot", "caf\xc3\xa9", "a\tb" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                char q1[64];
+
+                cfg->groups[0].name = (char *) bad[i];
+                scope = "untouched";
+                assert_int_equal(config_scope_expand(cfg, p, &peer, buf, sizeof buf, reason, sizeof reason, &scope),
+                                 -EILSEQ);
+                assert_string_equal(scope, "untouched");
+                log_escape(bad[i], strlen(bad[i]), 128, q1, sizeof q1);
+                snprintf(want, sizeof want, "$User.Group is \"%s\", which is not a scope token (RFC 6749 section 3.3: "
+                         "printable ASCII except space, '\"' and '\\')", q1);
+                assert_string_equal(reason, want);
+                /* In $User.Groups each name must be a token: a space would split it into two. */
+                assert_int_equal(config_scope_expand(cfg, q, &peer, buf, sizeof buf, reason, sizeof reason, &scope),
+                                 -EILSEQ);
+                snprintf(want, sizeof want, "$User.Groups: the name of group 0, \"%s\", is not a scope token "
+                         "(RFC 6749 section 3.3: printable ASCII except space, '\"' and '\\')", q1);
+                assert_string_equal(reason, want);
+        }
+        cfg->groups[0].name = saved;
+        saved = cfg->users[0].name;
+        assert_int_equal(cfg->users[0].id, 0);
+        cfg->users[0].name = (char *) "ro\\\\ot";
+        assert_int_equal(config_scope_expand(cfg, p, &peer, buf, sizeof buf, reason, sizeof reason, &scope), -EILSEQ);
+        assert_string_equal(reason, "$User.Name is \"ro\\\\\\\\ot\", which is not a scope token (RFC 6749 section 3.3: "
+                            "printable ASCII except space, '\"' and '\\')");
+
+        /* The length cap. */
+        char *huge = malloc(FORMULA_SCOPE_MAX);
+        assert_non_null(huge);
+        memset(huge, 'n', FORMULA_SCOPE_MAX - 1);
+        huge[FORMULA_SCOPE_MAX - 1] = '\0';
+        cfg->users[0].name = huge;
+        assert_int_equal(config_scope_expand(cfg, p, &peer, buf, sizeof buf, reason, sizeof reason, &scope), -E2BIG);
+        assert_string_equal(reason, "the expanded scope would be longer than 4096 bytes");
+        cfg->users[0].name = saved;
+        free(huge);
+
+        /* A small buffer is -E2BIG too; arguments. */
+        assert_int_equal(config_scope_expand(cfg, p, &peer, buf, 4, NULL, 0, &scope), -E2BIG);
+        assert_int_equal(config_scope_expand(cfg, p, &peer, NULL, 0, NULL, 0, &scope), -EINVAL);
+        assert_int_equal(config_scope_expand(NULL, p, &peer, buf, sizeof buf, NULL, 0, &scope), -EINVAL);
+        assert_int_equal(config_scope_expand(cfg, p, NULL, buf, sizeof buf, NULL, 0, &scope), -EINVAL);
+        assert_int_equal(config_scope_expand(cfg, p, &peer, buf, sizeof buf, NULL, 0, NULL), -EINVAL);
+
+        /* $Unit is never available in this version. */
+        cfg = expect_ok(t, AGENT CRED "scope = {!\"unit:\" + $Unit}\n" PRINC);
+        p = config_find_principal(cfg, "C.P");
+        assert_int_equal(config_scope_expand(cfg, p, &peer, buf, sizeof buf, reason, sizeof reason, &scope), -ENODATA);
+        assert_string_equal(reason, "$Unit is not available: this version does not read the caller's systemd unit");
+        /* $User.Uid is always there. */
+        cfg = expect_ok(t, AGENT CRED "scope = {!\"uid:\" + $User.Uid}\n" PRINC);
+        p = config_find_principal(cfg, "C.P");
+        peer.uid = nouser;
+        assert_int_equal(config_scope_expand(cfg, p, &peer, buf, sizeof buf, reason, sizeof reason, &scope), 0);
+        snprintf(want, sizeof want, "uid:%u", (unsigned) nouser);
+        assert_string_equal(scope, want);
+}
+
 static void test_credential_errors(void **state) {
         const struct error_case cases[] = {
                 { D_HEAD "token_url = https://b/t\nflow = authorization_code\n",
@@ -794,9 +1040,17 @@ static void test_credential_errors(void **state) {
                   "post\n" },
                 { D_HEAD "token_url = https://b/t\nclient_auth = digest\n",
                   F ":7: [credential D] client_auth: \"digest\" is not one of basic, post\n" },
-                { D_HEAD "token_url = https://b/t\nscope = {!\"billing:\" + $User.Group}\n",
-                  F ":7: [credential D] scope: \"{!\\\"billing:\\\" + $User.Group}\": scope formulas are not supported "
-                  "by this version\n" },
+                { D_HEAD "token_url = https://b/t\nscope = {!\"billing:\" + $User.Grp}\n",
+                  F ":7: [credential D] scope: column 16: unknown variable; the variables are $User.Name, $User.Uid, "
+                  "$User.Group, $User.Groups, $Unit, $Principal.Name and $Credential.Name\n" },
+                { D_HEAD "token_url = https://b/t\nscope = {!\"a\" \"b\"}\n",
+                  F ":7: [credential D] scope: column 7: expected \"+\" or \"}\" after a term\n" },
+                { D_HEAD "token_url = https://b/t\nscope = {!\"role: \" + \" x\"}\n",
+                  F ":7: [credential D] scope: column 15: the scope would have two spaces in a row\n" },
+                { D_HEAD "token_url = https://b/t\nscope = {!\"a\\\"b\" + $User.Name}\n",
+                  F ":7: [credential D] scope: column 5: '\"' is not allowed in a scope (RFC 6749 section 3.3)\n" },
+                { D_HEAD "token_url = https://b/t\nscope = {!\"role:\" + $User.Group\n",
+                  F ":7: [credential D] scope: column 24: the formula is not closed: a \"}\" is missing\n" },
                 { D_HEAD "token_url = https://b/t\nscope = read  write\n",
                   F ":7: [credential D] scope: \"read  write\" is not a list of scope tokens separated by single spaces "
                   "(RFC 6749 section 3.3: printable ASCII except space, '\"' and '\\')\n" },
@@ -1242,6 +1496,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_name_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_scope_length_cap, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_scope_formulas, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_scope_expand, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_credential_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_principal_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_multiple_errors, setup, teardown),
