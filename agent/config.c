@@ -55,6 +55,7 @@ _Static_assert(sizeof(uid_t) == sizeof(uint32_t) && sizeof(gid_t) == sizeof(uint
 #define DEFAULT_MAX_TTL 86400
 #define DEFAULT_CONNECT_TIMEOUT 5
 #define DEFAULT_TIMEOUT 15
+#define KEY_ID_MAX 256 /* JWT_KID_MAX */
 
 /* The same URI types hsm/ parses with, so the config accepts exactly the URIs the
  * token side will accept. */
@@ -107,6 +108,10 @@ struct pending_principal {
         const struct section *s;
         bool names_ok;          /* CRED and NAME valid: look the credential up */
         bool sequence_ok;       /* sequence known: attach it (checking uniqueness) */
+        /* Keys whose presence depends on the credential's client_auth, checked when the
+         * principal is linked to it (NULL: absent). */
+        const struct entry *client_secret, *client_key, *key_id, *assertion_alg;
+        bool auth_missing_reported; /* neither client_secret nor client_key, already said */
 };
 
 struct loader {
@@ -974,8 +979,9 @@ static bool check_token_uri(struct loader *l, const struct section *s, const str
         return true;
 }
 
-/* [principal] client_secret.  The value is never quoted: it may be the secret itself. */
-static bool check_secret_uri(struct loader *l, const struct section *s, const struct entry *e) {
+/* [principal] client_secret (KLASS CKO_DATA) or client_key (CKO_PRIVATE_KEY).  The value
+ * is never quoted: it may be the secret itself, or a key pasted where its URI belongs. */
+static bool check_object_uri(struct loader *l, const struct section *s, const struct entry *e, CK_OBJECT_CLASS want) {
         _cleanup_(uri_freep) P11KitUri *u = NULL;
         const char *v = e->value, *name;
         CK_ATTRIBUTE *a;
@@ -983,10 +989,16 @@ static bool check_secret_uri(struct loader *l, const struct section *s, const st
         int r;
 
         if (strncmp(v, "pkcs11:", strlen("pkcs11:")) != 0) {
-                loader_error(l, s->file, e->line,
-                             "[%s] client_secret must be a PKCS#11 URI, not the secret itself: store the secret "
-                             "with \"credctl secret put %s\" and put the URI it prints here",
-                             s->label, s->name ? Q(s->name) : "CRED.NAME");
+                if (want == CKO_DATA)
+                        loader_error(l, s->file, e->line,
+                                     "[%s] client_secret must be a PKCS#11 URI, not the secret itself: store the secret "
+                                     "with \"credctl secret put %s\" and put the URI it prints here",
+                                     s->label, s->name ? Q(s->name) : "CRED.NAME");
+                else
+                        loader_error(l, s->file, e->line,
+                                     "[%s] client_key must be the PKCS#11 URI of a private key in the token: generate "
+                                     "one with \"credctl key generate %s --alg ES256\" and put the URI it prints here",
+                                     s->label, s->name ? Q(s->name) : "CRED.NAME");
                 return false;
         }
 
@@ -1039,7 +1051,8 @@ static bool check_secret_uri(struct loader *l, const struct section *s, const st
 
         a = p11_kit_uri_get_attribute(u, CKA_LABEL);
         if (!a || a->ulValueLen == 0) {
-                key_error(l, s, e, "the PKCS#11 URI has no object= attribute (the label of the secret)");
+                key_error(l, s, e, "the PKCS#11 URI has no object= attribute (the label of the %s)",
+                          want == CKO_DATA ? "secret" : "key");
                 return false;
         }
         if (memchr(a->pValue, '\0', a->ulValueLen)) {
@@ -1051,8 +1064,11 @@ static bool check_secret_uri(struct loader *l, const struct section *s, const st
                 CK_OBJECT_CLASS klass;
 
                 if (a->ulValueLen != sizeof klass ||
-                    (memcpy(&klass, a->pValue, sizeof klass), klass != CKO_DATA)) {
-                        key_error(l, s, e, "type= must be data: a client secret is a data object");
+                    (memcpy(&klass, a->pValue, sizeof klass), klass != want)) {
+                        if (want == CKO_DATA)
+                                key_error(l, s, e, "type= must be data: a client secret is a data object");
+                        else
+                                key_error(l, s, e, "type= must be private: client_key names the private key");
                         return false;
                 }
         }
@@ -1327,6 +1343,8 @@ enum {
         CRED_MAX_TTL,
         CRED_CONNECT_TIMEOUT,
         CRED_TIMEOUT,
+        CRED_ASSERTION_AUDIENCE,
+        CRED_ASSERTION_LIFETIME,
         _CRED_MAX,
 };
 
@@ -1342,6 +1360,8 @@ static const char *const credential_keys[_CRED_MAX + 1] = {
         [CRED_MAX_TTL] = "max_ttl",
         [CRED_CONNECT_TIMEOUT] = "connect_timeout",
         [CRED_TIMEOUT] = "timeout",
+        [CRED_ASSERTION_AUDIENCE] = "assertion_audience",
+        [CRED_ASSERTION_LIFETIME] = "assertion_lifetime",
 };
 
 static struct config_principal *config_principal_free(struct config_principal *p) {
@@ -1351,6 +1371,8 @@ static struct config_principal *config_principal_free(struct config_principal *p
         free(p->full_name);
         free(p->client_id);
         free(p->client_secret);
+        free(p->client_key);
+        free(p->key_id);
         free(p->rule.uids);
         free(p->rule.gids);
         free(p->file);
@@ -1368,6 +1390,7 @@ static struct config_credential *config_credential_free(struct config_credential
         free(c->name);
         free(c->label);
         free(c->token_url);
+        free(c->assertion_audience);
         free(c->scope);
         formula_free(c->scope_formula);
         free(c->refresh_status);
@@ -1461,7 +1484,7 @@ static void parse_scope_formula(struct loader *l, const struct section *s, const
 static void validate_credential(struct loader *l, const struct section *s, struct config_credential *cred) {
         const struct entry *seen[_CRED_MAX] = {};
         const struct entry *e;
-        bool ttl_ok, timeout_ok;
+        bool ttl_ok, timeout_ok, auth_bad = false;
 
         section_collect(l, s, credential_keys, seen);
 
@@ -1480,9 +1503,32 @@ static void validate_credential(struct loader *l, const struct section *s, struc
                 else if (strcmp(e->value, "post") == 0)
                         cred->client_auth = CLIENT_AUTH_POST;
                 else if (strcmp(e->value, "private_key_jwt") == 0)
-                        key_error(l, s, e, "\"private_key_jwt\" is not supported by this version; use basic or post");
+                        cred->client_auth = CLIENT_AUTH_PRIVATE_KEY_JWT;
+                else {
+                        key_error(l, s, e, "\"%s\" is not one of basic, post, private_key_jwt", Q(e->value));
+                        auth_bad = true;
+                }
+        }
+
+        /* private_key_jwt's own keys; a client_auth that is bad is reported above. */
+        for (size_t k = CRED_ASSERTION_AUDIENCE; k <= CRED_ASSERTION_LIFETIME; k++) {
+                e = seen[k];
+                if (!has_value(e))
+                        continue;
+                if (cred->client_auth != CLIENT_AUTH_PRIVATE_KEY_JWT) {
+                        if (!auth_bad)
+                                key_error(l, s, e, "only used with client_auth = private_key_jwt");
+                        continue;
+                }
+                if (k == CRED_ASSERTION_LIFETIME)
+                        (void) parse_seconds(l, s, e, 1, ASSERTION_LIFETIME_MAX, &cred->assertion_lifetime);
+                else if (strlen(e->value) > MSG_URL_MAX)
+                        key_error(l, s, e, "longer than %d bytes", MSG_URL_MAX);
+                else if (!scope_is_valid(e->value) || strchr(e->value, ' '))
+                        key_error(l, s, e, "\"%s\" is not an audience: one URI or identifier, printable ASCII "
+                                  "without spaces or quotes (the IdP's token endpoint URL or its issuer)", Q(e->value));
                 else
-                        key_error(l, s, e, "\"%s\" is not one of basic, post", Q(e->value));
+                        strdup_to(l, &cred->assertion_audience, e->value);
         }
 
         e = seen[CRED_SCOPE];
@@ -1552,6 +1598,9 @@ enum {
         PRINCIPAL_CLIENT_SECRET,
         PRINCIPAL_USERS,
         PRINCIPAL_GROUPS,
+        PRINCIPAL_CLIENT_KEY,
+        PRINCIPAL_KEY_ID,
+        PRINCIPAL_ASSERTION_ALG,
         _PRINCIPAL_MAX,
 };
 
@@ -1561,10 +1610,23 @@ static const char *const principal_keys[_PRINCIPAL_MAX + 1] = {
         [PRINCIPAL_CLIENT_SECRET] = "client_secret",
         [PRINCIPAL_USERS] = "users",
         [PRINCIPAL_GROUPS] = "groups",
+        [PRINCIPAL_CLIENT_KEY] = "client_key",
+        [PRINCIPAL_KEY_ID] = "key_id",
+        [PRINCIPAL_ASSERTION_ALG] = "assertion_alg",
 };
 
-/* Returns true when the sequence number is known (so duplicates can be checked). */
-static bool validate_principal(struct loader *l, const struct section *s, struct config_principal *p) {
+/* The key_id value: printable ASCII, no leading or trailing space. */
+static bool key_id_is_valid(const char *v) {
+        size_t n = strlen(v);
+
+        return n > 0 && n <= KEY_ID_MAX && client_id_is_valid(v) && v[0] != ' ' && v[n - 1] != ' ';
+}
+
+/* Returns true when the sequence number is known (so duplicates can be checked).  Which of
+ * client_secret and client_key a principal needs depends on its credential's client_auth:
+ * their entries go to PP, for check_principal_auth(). */
+static bool validate_principal(struct loader *l, const struct section *s, struct config_principal *p,
+                               struct pending_principal *pp, bool names_ok, const struct config_credential *known) {
         const struct entry *seen[_PRINCIPAL_MAX] = {};
         const struct entry *e;
         bool sequence_ok = false;
@@ -1598,10 +1660,42 @@ static bool validate_principal(struct loader *l, const struct section *s, struct
         }
 
         e = seen[PRINCIPAL_CLIENT_SECRET];
-        if (!e)
-                section_error(l, s, "missing required key \"client_secret\"");
-        else if (has_value(e) && check_secret_uri(l, s, e))
+        pp->client_secret = e;
+        if (has_value(e) && check_object_uri(l, s, e, CKO_DATA))
                 strdup_to(l, &p->client_secret, e->value);
+
+        e = seen[PRINCIPAL_CLIENT_KEY];
+        pp->client_key = e;
+        if (has_value(e) && check_object_uri(l, s, e, CKO_PRIVATE_KEY))
+                strdup_to(l, &p->client_key, e->value);
+
+        e = seen[PRINCIPAL_KEY_ID];
+        pp->key_id = e;
+        if (has_value(e)) {
+                if (!key_id_is_valid(e->value))
+                        key_error(l, s, e, "\"%s\" is not a key id: 1 to %d bytes of printable ASCII, no leading or "
+                                  "trailing space", Q(e->value), KEY_ID_MAX);
+                else
+                        strdup_to(l, &p->key_id, e->value);
+        }
+
+        e = seen[PRINCIPAL_ASSERTION_ALG];
+        pp->assertion_alg = e;
+        if (has_value(e) && hsm_alg_from_name(e->value, &p->assertion_alg) < 0)
+                key_error(l, s, e, "\"%s\" is not one of ES256, RS256, PS256 (the default is the key's own: "
+                          "ES256 for EC P-256, RS256 for RSA)", Q(e->value));
+
+        /* Neither: say which one is missing now if the credential is known already (or never
+         * will be); otherwise check_principal_auth() says it once the credential is found. */
+        if (!pp->client_secret && !pp->client_key && (known || !names_ok)) {
+                if (known && known->client_auth == CLIENT_AUTH_PRIVATE_KEY_JWT)
+                        section_error(l, s, "missing required key \"client_key\" ([credential %s] has client_auth = "
+                                      "private_key_jwt): the URI printed by \"credctl key generate %s\"",
+                                      Q(known->name), Q(p->full_name));
+                else
+                        section_error(l, s, "missing required key \"client_secret\"");
+                pp->auth_missing_reported = true;
+        }
 
         e = seen[PRINCIPAL_USERS];
         if (has_value(e))
@@ -1718,6 +1812,7 @@ static void load_credential(struct loader *l, const struct section *s) {
                 .max_ttl = DEFAULT_MAX_TTL,
                 .connect_timeout = DEFAULT_CONNECT_TIMEOUT,
                 .timeout = DEFAULT_TIMEOUT,
+                .assertion_lifetime = ASSERTION_LIFETIME_DEFAULT,
                 .line = s->line,
         };
         cred->name = strdup(s->name);
@@ -1735,6 +1830,7 @@ static void load_principal(struct loader *l, const struct section *s) {
         struct config_principal *p;
         struct pending_principal *a;
         const char *dot = strchr(s->name, '.');
+        const struct config_credential *known = NULL;
         bool names_ok = false, sequence_ok;
 
         if (!dot)
@@ -1749,6 +1845,8 @@ static void load_principal(struct loader *l, const struct section *s) {
                 }
                 names_ok = section_name_check(l, s, "credential", cred);
                 names_ok = section_name_check(l, s, "principal", dot + 1) && names_ok;
+                if (names_ok)
+                        known = config_find_credential(l->config, cred);
         }
 
         p = calloc(1, sizeof *p);
@@ -1770,7 +1868,7 @@ static void load_principal(struct loader *l, const struct section *s) {
         }
         l->principals[l->n_principals++] = (struct pending_principal) { .p = p, .s = s };
 
-        sequence_ok = validate_principal(l, s, p);
+        sequence_ok = validate_principal(l, s, p, &l->principals[l->n_principals - 1], names_ok, known);
         l->principals[l->n_principals - 1].names_ok = names_ok;
         l->principals[l->n_principals - 1].sequence_ok = sequence_ok;
 }
@@ -1830,6 +1928,36 @@ static int principal_compare(const void *a, const void *b) {
         return x->rule.sequence < y->rule.sequence ? -1 : x->rule.sequence > y->rule.sequence;
 }
 
+/* The keys that depend on the credential's client_auth: exactly one of client_secret (basic,
+ * post) and client_key (private_key_jwt), and key_id and assertion_alg only with the latter. */
+static void check_principal_auth(struct loader *l, const struct pending_principal *pp,
+                                 const struct config_credential *cred) {
+        const struct section *s = pp->s;
+        bool jwt = cred->client_auth == CLIENT_AUTH_PRIVATE_KEY_JWT;
+        const char *auth = cred->client_auth == CLIENT_AUTH_POST ? "post" : "basic";
+
+        if (jwt) {
+                if (pp->client_secret)
+                        key_error(l, s, pp->client_secret, "not used with client_auth = private_key_jwt of "
+                                  "[credential %s]: the key named by client_key signs the assertion; remove "
+                                  "client_secret", Q(cred->name));
+                if (!pp->client_key && !pp->auth_missing_reported)
+                        section_error(l, s, "missing required key \"client_key\" ([credential %s] has "
+                                      "client_auth = private_key_jwt): the URI printed by \"credctl key generate %s\"",
+                                      Q(cred->name), Q(pp->p->full_name));
+                return;
+        }
+        if (!pp->client_secret && !pp->auth_missing_reported)
+                section_error(l, s, "missing required key \"client_secret\"");
+        if (pp->client_key)
+                key_error(l, s, pp->client_key, "only used with client_auth = private_key_jwt; [credential %s] has "
+                          "client_auth = %s, which sends client_secret", Q(cred->name), auth);
+        if (pp->key_id)
+                key_error(l, s, pp->key_id, "only used with client_auth = private_key_jwt");
+        if (pp->assertion_alg)
+                key_error(l, s, pp->assertion_alg, "only used with client_auth = private_key_jwt");
+}
+
 /* Attaches every principal to its credential, in load order, checking that the
  * credential exists and that sequences are unique within it. */
 static void link_principals(struct loader *l) {
@@ -1851,8 +1979,11 @@ static void link_principals(struct loader *l) {
                 cred = (struct config_credential *) config_find_credential(l->config, cred_name);
                 if (!cred) {
                         section_error(l, pp->s, "there is no [credential %s]", Q(cred_name));
+                        if (!pp->client_secret && !pp->client_key && !pp->auth_missing_reported)
+                                section_error(l, pp->s, "missing required key \"client_secret\"");
                         continue;
                 }
+                check_principal_auth(l, pp, cred);
                 if (!pp->sequence_ok)
                         continue;
 

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "policy/formula.h"
+#include "hsm/hsm.h"
 #include "policy/policy.h"
 
 /* The configuration (DESIGN.md, Configuration): INI parsed with inih, the main file plus
@@ -16,7 +17,12 @@
 enum client_auth {
         CLIENT_AUTH_BASIC, /* client_secret_basic, RFC 6749 §2.3.1 */
         CLIENT_AUTH_POST,  /* client_secret_post */
+        CLIENT_AUTH_PRIVATE_KEY_JWT, /* private_key_jwt, RFC 7523 §2.2: a JWT signed in the token */
 };
+
+/* private_key_jwt: assertion_lifetime's default and maximum, in seconds. */
+#define ASSERTION_LIFETIME_DEFAULT 60
+#define ASSERTION_LIFETIME_MAX 300
 
 struct config_principal {
         char *name;                       /* "Batch" */
@@ -24,7 +30,12 @@ struct config_principal {
         struct config_credential *credential;
         struct policy_rule rule;          /* sequence + selectors */
         char *client_id;
-        char *client_secret;              /* RFC 7512 URI of a CKO_DATA object, never the value */
+        char *client_secret;              /* RFC 7512 URI of a CKO_DATA object, never the value;
+                                             NULL with client_auth = private_key_jwt */
+        /* client_auth = private_key_jwt only (NULL / HSM_ALG_NONE otherwise): */
+        char *client_key;                 /* RFC 7512 URI of the signing key (CKO_PRIVATE_KEY) */
+        char *key_id;                     /* the assertion's "kid", may be NULL */
+        enum hsm_alg assertion_alg;       /* HSM_ALG_NONE: by the key (EC P-256 → ES256, RSA → RS256) */
         char *file;                       /* where the section starts, for messages */
         unsigned line;
 };
@@ -45,6 +56,9 @@ struct config_credential {
         uint32_t max_ttl;                 /* s; a larger expires_in is clamped to this */
         uint32_t connect_timeout;         /* s */
         uint32_t timeout;                 /* s; whole token request */
+        /* client_auth = private_key_jwt only: */
+        char *assertion_audience;         /* the assertion's "aud"; NULL: token_url */
+        uint32_t assertion_lifetime;      /* s, exp - iat (1 … ASSERTION_LIFETIME_MAX) */
         struct config_principal **principals; /* sorted by ascending sequence */
         const struct policy_rule **rules;     /* rules[i] == &principals[i]->rule */
         size_t n_principals;

@@ -1035,11 +1035,11 @@ static void test_credential_errors(void **state) {
                 { D_HEAD "token_url = https://billing:hunter2@idp.example.com/token\n",
                   F ":6: [credential D] token_url: the URL must not contain a user name or password "
                   "(\"user:password@\"); client_id and client_secret belong in [principal]\n" },
-                { D_HEAD "token_url = https://b/t\nclient_auth = private_key_jwt\n",
-                  F ":7: [credential D] client_auth: \"private_key_jwt\" is not supported by this version; use basic or "
-                  "post\n" },
+                { D_HEAD "token_url = https://b/t\nclient_auth = private_key_jwt\nassertion_lifetime = 301\n",
+                  F ":8: [credential D] assertion_lifetime: \"301\" is out of range: it must be between 1 and 300 "
+                  "seconds\n" },
                 { D_HEAD "token_url = https://b/t\nclient_auth = digest\n",
-                  F ":7: [credential D] client_auth: \"digest\" is not one of basic, post\n" },
+                  F ":7: [credential D] client_auth: \"digest\" is not one of basic, post, private_key_jwt\n" },
                 { D_HEAD "token_url = https://b/t\nscope = {!\"billing:\" + $User.Grp}\n",
                   F ":7: [credential D] scope: column 16: unknown variable; the variables are $User.Name, $User.Uid, "
                   "$User.Group, $User.Groups, $Unit, $Principal.Name and $Credential.Name\n" },
@@ -1213,6 +1213,126 @@ static void test_principal_errors(void **state) {
 
 /* ---- many errors at once, and secrets never echoed ------------------------------------ */
 
+
+/* ---- client_auth = private_key_jwt ---------------------------------------------------- */
+
+#define JWT_CRED                                        \
+        "[credential J]\n"                              \
+        "token_url = https://idp.example.com/token\n"   \
+        "client_auth = private_key_jwt\n"               /* lines 5-7 */
+#define JWT_KEY "client_key = pkcs11:token=credagent;object=J.P;type=private\n"
+#define JWT_PRINC "[principal J.P]\nsequence = 1\nclient_id = id\nusers = root\n" /* lines 8-11 */
+
+static void test_private_key_jwt(void **state) {
+        struct ctx *t = *state;
+        const struct config_credential *c;
+        const struct config_principal *p;
+        struct config *cfg;
+
+        /* Defaults: the token endpoint as audience, 60 s, the key's own algorithm, no kid. */
+        cfg = expect_ok(t, AGENT JWT_CRED JWT_PRINC JWT_KEY);
+        c = config_find_credential(cfg, "J");
+        assert_int_equal(c->client_auth, CLIENT_AUTH_PRIVATE_KEY_JWT);
+        assert_null(c->assertion_audience);
+        assert_int_equal(c->assertion_lifetime, 60);
+        p = config_find_principal(cfg, "J.P");
+        assert_null(p->client_secret);
+        assert_string_equal(p->client_key, "pkcs11:token=credagent;object=J.P;type=private");
+        assert_null(p->key_id);
+        assert_int_equal(p->assertion_alg, HSM_ALG_NONE);
+
+        /* Everything set; a principal may come before its credential (conf.d order). */
+        cfg = expect_ok(t, AGENT
+                        "[principal J.Q]\nsequence = 2\nclient_id = q\nusers = root\n"
+                        "client_key = pkcs11:object=J.Q\nkey_id = key 2/b\nassertion_alg = PS256\n"
+                        JWT_CRED "assertion_audience = https://idp.example.com\nassertion_lifetime = 300\n"
+                        JWT_PRINC JWT_KEY "key_id = k1\nassertion_alg = ES256\n");
+        c = config_find_credential(cfg, "J");
+        assert_string_equal(c->assertion_audience, "https://idp.example.com");
+        assert_int_equal(c->assertion_lifetime, 300);
+        p = config_find_principal(cfg, "J.P");
+        assert_string_equal(p->key_id, "k1");
+        assert_int_equal(p->assertion_alg, HSM_ALG_ES256);
+        p = config_find_principal(cfg, "J.Q");
+        assert_string_equal(p->client_key, "pkcs11:object=J.Q");
+        assert_string_equal(p->key_id, "key 2/b");
+        assert_int_equal(p->assertion_alg, HSM_ALG_PS256);
+
+        /* Basic and post principals carry none of it. */
+        cfg = expect_ok(t, AGENT CRED PRINC);
+        c = config_find_credential(cfg, "C");
+        assert_null(c->assertion_audience);
+        p = config_find_principal(cfg, "C.P");
+        assert_null(p->client_key);
+        assert_null(p->key_id);
+        assert_int_equal(p->assertion_alg, HSM_ALG_NONE);
+}
+
+static void test_private_key_jwt_errors(void **state) {
+        const struct error_case cases[] = {
+                /* Exactly one of client_secret and client_key, as client_auth says. */
+                { AGENT JWT_CRED JWT_PRINC "client_secret = pkcs11:object=J.P;type=data\n",
+                  F ":8: [principal J.P]: missing required key \"client_key\" ([credential J] has client_auth = "
+                  "private_key_jwt): the URI printed by \"credctl key generate J.P\"\n"
+                  F ":12: [principal J.P] client_secret: not used with client_auth = private_key_jwt of [credential J]: "
+                  "the key named by client_key signs the assertion; remove client_secret\n" },
+                { AGENT JWT_CRED JWT_PRINC JWT_KEY "client_secret = pkcs11:object=J.P;type=data\n",
+                  F ":13: [principal J.P] client_secret: not used with client_auth = private_key_jwt of [credential J]: "
+                  "the key named by client_key signs the assertion; remove client_secret\n" },
+                { AGENT JWT_CRED JWT_PRINC,
+                  F ":8: [principal J.P]: missing required key \"client_key\" ([credential J] has client_auth = "
+                  "private_key_jwt): the URI printed by \"credctl key generate J.P\"\n" },
+                /* The credential after the principal: said when the two are linked. */
+                { AGENT JWT_PRINC JWT_CRED,
+                  F ":5: [principal J.P]: missing required key \"client_key\" ([credential J] has client_auth = "
+                  "private_key_jwt): the URI printed by \"credctl key generate J.P\"\n" },
+                { AGENT PRINC "client_key = pkcs11:object=C.P\nkey_id = k\nassertion_alg = ES256\n" CRED,
+                  F ":10: [principal C.P] client_key: only used with client_auth = private_key_jwt; [credential C] has "
+                  "client_auth = basic, which sends client_secret\n"
+                  F ":11: [principal C.P] key_id: only used with client_auth = private_key_jwt\n"
+                  F ":12: [principal C.P] assertion_alg: only used with client_auth = private_key_jwt\n" },
+                { AGENT "[credential C]\ntoken_url = https://idp.example.com/token\nclient_auth = post\n"
+                  "[principal C.P]\nsequence = 1\nclient_id = id\nusers = root\nclient_key = pkcs11:object=C.P\n",
+                  F ":8: [principal C.P]: missing required key \"client_secret\"\n"
+                  F ":12: [principal C.P] client_key: only used with client_auth = private_key_jwt; [credential C] has "
+                  "client_auth = post, which sends client_secret\n" },
+                /* The credential's own keys. */
+                { AGENT CRED "assertion_audience = https://idp.example.com\nassertion_lifetime = 30\n" PRINC,
+                  F ":7: [credential C] assertion_audience: only used with client_auth = private_key_jwt\n"
+                  F ":8: [credential C] assertion_lifetime: only used with client_auth = private_key_jwt\n" },
+                { AGENT JWT_CRED "assertion_lifetime = 0\n" JWT_PRINC JWT_KEY,
+                  F ":8: [credential J] assertion_lifetime: \"0\" is out of range: it must be between 1 and 300 "
+                  "seconds\n" },
+                { AGENT JWT_CRED "assertion_lifetime = 1m\n" JWT_PRINC JWT_KEY,
+                  F ":8: [credential J] assertion_lifetime: \"1m\" is not a non-negative integer\n" },
+                { AGENT JWT_CRED "assertion_audience = https://idp.example.com/a b\n" JWT_PRINC JWT_KEY,
+                  F ":8: [credential J] assertion_audience: \"https://idp.example.com/a b\" is not an audience: one URI "
+                  "or identifier, printable ASCII without spaces or quotes (the IdP's token endpoint URL or its "
+                  "issuer)\n" },
+                /* The principal's own keys. */
+                { AGENT JWT_CRED JWT_PRINC JWT_KEY "assertion_alg = HS256\n",
+                  F ":13: [principal J.P] assertion_alg: \"HS256\" is not one of ES256, RS256, PS256 (the default is "
+                  "the key's own: ES256 for EC P-256, RS256 for RSA)\n" },
+                { AGENT JWT_CRED JWT_PRINC JWT_KEY "key_id = a\tb\n",
+                  F ":13: [principal J.P] key_id: \"a\\x09b\" is not a key id: 1 to 256 bytes of printable ASCII, no "
+                  "leading or trailing space\n" },
+                { AGENT JWT_CRED JWT_PRINC "client_key = pkcs11:object=J.P;type=data\n",
+                  F ":12: [principal J.P] client_key: type= must be private: client_key names the private key\n" },
+                { AGENT JWT_CRED JWT_PRINC "client_key = pkcs11:token=credagent;type=private\n",
+                  F ":12: [principal J.P] client_key: the PKCS#11 URI has no object= attribute (the label of the "
+                  "key)\n" },
+                { AGENT JWT_CRED JWT_PRINC "client_key = pkcs11:object=J.P?pin-value=1234\n",
+                  F ":12: [principal J.P] client_key: pin-value is not allowed in config; use pin_source in [agent]\n" },
+                /* A key pasted where its URI belongs is not quoted back. */
+                { AGENT JWT_CRED JWT_PRINC "client_key = MHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oYHEU6z8Gd0\n",
+                  F ":12: [principal J.P] client_key must be the PKCS#11 URI of a private key in the token: generate one "
+                  "with \"credctl key generate J.P --alg ES256\" and put the URI it prints here\n" },
+        };
+        struct ctx *t = *state;
+
+        run_cases(t, cases, ELEMENTSOF(cases));
+}
+
 static void test_multiple_errors(void **state) {
         struct ctx *t = *state;
 
@@ -1246,7 +1366,7 @@ static void test_multiple_errors(void **state) {
                       F ":4: [agent] bogus: unknown key\n"
                       F ":5: [credential 9C]: credential name \"9C\" must begin with a letter\n"
                       F ":5: [credential 9C]: missing required key \"token_url\"\n"
-                      F ":6: [credential 9C] client_auth: \"digest\" is not one of basic, post\n"
+                      F ":6: [credential 9C] client_auth: \"digest\" is not one of basic, post, private_key_jwt\n"
                       F ":7: [principal 9C.P]: credential name \"9C\" must begin with a letter\n"
                       F ":7: [principal 9C.P]: missing required key \"client_id\"\n"
                       F ":7: [principal 9C.P]: missing required key \"client_secret\"\n"
@@ -1500,6 +1620,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_scope_expand, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_credential_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_principal_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_private_key_jwt, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_private_key_jwt_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_multiple_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_secret_never_echoed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_only, setup, teardown),
