@@ -29,6 +29,9 @@ static bool principal_name_matches(const struct config_credential *cred, const s
 static int credential_check(const struct config_credential *cred) {
         if (!cred->name || (unsigned) cred->client_auth > CLIENT_AUTH_POST)
                 return -EINVAL;
+        /* A formula's text travels; the receiver compiles it again. */
+        if (formula_is_formula(cred->scope) != (cred->scope_formula != NULL))
+                return -EINVAL;
         for (size_t i = 0; i < cred->n_refresh_status; i++)
                 if (cred->refresh_status[i] < STATUS_MIN || cred->refresh_status[i] > STATUS_MAX)
                         return -EINVAL;
@@ -40,6 +43,26 @@ static int credential_check(const struct config_credential *cred) {
                 /* Sorted by ascending sequence, which is unique within the credential. */
                 if (i > 0 && p->rule.sequence <= cred->principals[i - 1]->rule.sequence)
                         return -EINVAL;
+        }
+        return 0;
+}
+
+/* A name table (struct config's users or groups): strictly ascending ids, names of 1 …
+ * CONFIG_NAME_LEN_MAX bytes, at most CONFIG_NAMES_MAX entries.  Adds its bytes, counted as
+ * config.h says, to *BYTES.  Returns 0, -EINVAL or -EMSGSIZE. */
+static int names_check(const struct config_name *v, size_t n, size_t *bytes) {
+        if (n > CONFIG_NAMES_MAX)
+                return -EMSGSIZE;
+        if (n > 0 && !v)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                size_t len = v[i].name ? strlen(v[i].name) : 0;
+
+                if (len == 0 || len > CONFIG_NAME_LEN_MAX || (i > 0 && v[i - 1].id >= v[i].id))
+                        return -EINVAL;
+                *bytes += len + 8;
+                if (*bytes > CONFIG_NAMES_BYTES_MAX)
+                        return -EMSGSIZE;
         }
         return 0;
 }
@@ -137,6 +160,17 @@ static int encode_credential(const struct config_credential *cred, struct buf *b
         return r;
 }
 
+static int encode_names(const struct config_name *v, size_t n, struct buf *b) {
+        int r = buf_put_u32(b, (uint32_t) n);
+
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                r = buf_put_u32(b, v[i].id);
+                if (r >= 0)
+                        r = put_str(b, v[i].name);
+        }
+        return r;
+}
+
 static int encode_payload(const struct config *c, struct buf *b) {
         size_t n_dirs = 0;
         int r;
@@ -170,11 +204,15 @@ static int encode_payload(const struct config *c, struct buf *b) {
                 r = buf_put_u32(b, (uint32_t) c->n_credentials);
         for (size_t i = 0; r >= 0 && i < c->n_credentials; i++)
                 r = encode_credential(c->credentials[i], b);
+        if (r >= 0)
+                r = encode_names(c->users, c->n_users, b);
+        if (r >= 0)
+                r = encode_names(c->groups, c->n_groups, b);
         return r;
 }
 
 int config_encode(const struct config *c, struct buf *out) {
-        size_t start;
+        size_t start, bytes = 0;
         int r;
 
         for (size_t i = 0; i < c->n_credentials; i++) {
@@ -183,6 +221,11 @@ int config_encode(const struct config *c, struct buf *out) {
                         return r;
         }
         r = credentials_check(c->credentials, c->n_credentials);
+        if (r < 0)
+                return r;
+        r = names_check(c->users, c->n_users, &bytes);
+        if (r >= 0)
+                r = names_check(c->groups, c->n_groups, &bytes);
         if (r < 0)
                 return r;
 
@@ -308,6 +351,11 @@ static int decode_credential(struct buf *b, struct config_credential *cred) {
                 return -EBADMSG;
         cred->client_auth = (enum client_auth) client_auth;
         r = get_str(b, &cred->scope);
+        if (r >= 0 && formula_is_formula(cred->scope)) {
+                r = formula_parse(cred->scope, &cred->scope_formula, NULL, NULL);
+                if (r < 0 && r != -ENOMEM)
+                        r = -EBADMSG;
+        }
         if (r >= 0)
                 r = get_count(b, CONFIG_WIRE_REFRESH_STATUS_MAX, sizeof(uint32_t), &n);
         if (r < 0)
@@ -365,9 +413,39 @@ static int decode_credential(struct buf *b, struct config_credential *cred) {
         return credential_check(cred) < 0 ? -EBADMSG : 0;
 }
 
+/* A table as names_check() wants it; *BYTES as there. */
+static int decode_names(struct buf *b, struct config_name **ret, size_t *ret_n, size_t *bytes) {
+        size_t n;
+        int r;
+
+        r = get_count(b, CONFIG_NAMES_MAX, 4 + STR_MIN, &n);
+        if (r < 0)
+                return r;
+        if (n > 0) {
+                *ret = calloc(n, sizeof **ret);
+                if (!*ret)
+                        return -ENOMEM;
+        }
+        /* Counted as it fills, so config_free() frees what was read. */
+        for (size_t i = 0; i < n; i++) {
+                struct config_name *e = &(*ret)[i];
+
+                r = buf_get_u32(b, &e->id);
+                if (r < 0)
+                        return r;
+                r = buf_get_str(b, CONFIG_NAME_LEN_MAX, &e->name);
+                if (r < 0)
+                        return r;
+                (*ret_n)++;
+                if (!e->name)
+                        return -EBADMSG;
+        }
+        return names_check(*ret, *ret_n, bytes) < 0 ? -EBADMSG : 0;
+}
+
 static int decode_payload(struct buf *b, struct config *c) {
         uint32_t n_dirs;
-        size_t n;
+        size_t n, bytes = 0;
         int r;
 
         r = get_str(b, &c->path);
@@ -420,6 +498,11 @@ static int decode_payload(struct buf *b, struct config *c) {
                 if (r < 0)
                         return r;
         }
+        r = decode_names(b, &c->users, &c->n_users, &bytes);
+        if (r >= 0)
+                r = decode_names(b, &c->groups, &c->n_groups, &bytes);
+        if (r < 0)
+                return r;
         if (buf_remaining(b) > 0)
                 return -EBADMSG;
         return credentials_check(c->credentials, c->n_credentials) < 0 ? -EBADMSG : 0;

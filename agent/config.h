@@ -77,7 +77,7 @@ struct config_name {
  * which keeps a config within one MSG_CONFIG frame.  More entries or bytes is a load error. */
 #define CONFIG_NAMES_MAX 65536
 #define CONFIG_NAME_LEN_MAX 256
-#define CONFIG_NAMES_BYTES_MAX (512 * 1024)
+#define CONFIG_NAMES_BYTES_MAX (640 * 1024)
 
 struct config {
         char *path;                       /* main file as given */

@@ -55,6 +55,11 @@ static void credential_eq(const struct config_credential *a, const struct config
         str_eq(a->token_url, b->token_url);
         assert_int_equal(a->client_auth, b->client_auth);
         str_eq(a->scope, b->scope);
+        /* A formula is compiled again from its text on the receiving side. */
+        assert_int_equal(a->scope_formula != NULL, b->scope_formula != NULL);
+        assert_true(!b->scope_formula || b->scope_formula != a->scope_formula);
+        for (unsigned v = 0; a->scope_formula && v < _FORMULA_VAR_MAX; v++)
+                assert_int_equal(formula_uses(a->scope_formula, v), formula_uses(b->scope_formula, v));
         assert_int_equal(a->n_refresh_status, b->n_refresh_status);
         for (size_t i = 0; i < a->n_refresh_status; i++)
                 assert_int_equal(a->refresh_status[i], b->refresh_status[i]);
@@ -75,6 +80,16 @@ static void credential_eq(const struct config_credential *a, const struct config
         if (a->n_principals == 0) {
                 assert_null(b->principals);
                 assert_null(b->rules);
+        }
+}
+
+static void names_eq(const struct config_name *a, size_t na, const struct config_name *b, size_t nb) {
+        assert_int_equal(na, nb);
+        if (na == 0)
+                assert_null(b);
+        for (size_t i = 0; i < na; i++) {
+                assert_int_equal(a[i].id, b[i].id);
+                str_eq(a[i].name, b[i].name);
         }
 }
 
@@ -101,6 +116,8 @@ static void config_eq(const struct config *a, const struct config *b) {
         assert_int_equal(a->n_credentials, b->n_credentials);
         for (size_t i = 0; i < a->n_credentials; i++)
                 credential_eq(a->credentials[i], b->credentials[i]);
+        names_eq(a->users, a->n_users, b->users, b->n_users);
+        names_eq(a->groups, a->n_groups, b->groups, b->n_groups);
 }
 
 /* Encodes C as a frame, checks the frame is a MSG_CONFIG the front accepts from the
@@ -218,7 +235,7 @@ static void test_loaded_config(void **state) {
                 "\n"
                 "[credential Reports]\n"
                 "token_url = https://idp.example.com/reports\n"
-                "scope = reports\n");
+                "scope = {!\"reports role:\" + $User.Group + \" u:\" + $User.Name + \" \" + $User.Groups}\n");
         write_file("conf.d/20-reports.conf",
                 "[principal Reports.Anyone]\n"
                 "sequence = 18446744073709551614\n"
@@ -239,6 +256,8 @@ static void test_loaded_config(void **state) {
 
         /* What was loaded is what this test is about: several of everything. */
         assert_int_equal(c->n_credentials, 3);
+        assert_non_null(c->credentials[2]->scope_formula);
+        assert_true(c->n_users > 0 && c->n_groups > 0);
         assert_int_equal(c->credentials[0]->n_principals, 3);
         assert_int_equal(c->credentials[1]->n_principals, 0);
         assert_int_equal(c->credentials[2]->n_principals, 2);
@@ -255,6 +274,20 @@ static void test_loaded_config(void **state) {
         assert_ptr_equal(config_find_principal(d, "Billing_API.Ops"), d->credentials[0]->principals[1]);
         assert_string_equal(d->credentials[0]->principals[1]->file, c->credentials[0]->principals[1]->file);
         assert_non_null(strstr(d->credentials[0]->principals[1]->file, "conf.d/10-ops.conf"));
+        /* The name tables came along: the decoded side answers as the loaded one. */
+        assert_string_equal(config_user_name(d, 0), config_user_name(c, 0));
+        assert_string_equal(config_group_name(d, 0), config_group_name(c, 0));
+        {
+                struct peer peer = { .pid = 1, .uid = 0, .gid = 0 };
+                char a[FORMULA_SCOPE_MAX + 1], b[FORMULA_SCOPE_MAX + 1];
+                const char *sa = NULL, *sb = NULL;
+
+                assert_int_equal(config_scope_expand(c, c->credentials[2]->principals[0], &peer, a, sizeof a, NULL, 0,
+                                                     &sa), 0);
+                assert_int_equal(config_scope_expand(d, cred->principals[0], &peer, b, sizeof b, NULL, 0, &sb), 0);
+                assert_string_equal(sa, sb);
+                assert_non_null(strstr(sb, "reports role:"));
+        }
 }
 
 /* ---- Hand-made configs ------------------------------------------------------------- */
@@ -270,6 +303,7 @@ struct fixture {
         gid_t gids[1];
         int refresh[1];
         char *dirs[2];
+        struct config_name users[2], groups[3];
 };
 
 static void fixture_init(struct fixture *x) {
@@ -300,11 +334,17 @@ static void fixture_init(struct fixture *x) {
                 .file = (char *) "f", .line = 1,
         };
         x->creds[0] = &x->cred;
+        x->users[0] = (struct config_name) { .id = 0, .name = (char *) "root" };
+        x->users[1] = (struct config_name) { .id = 4242, .name = (char *) "svc" };
+        x->groups[0] = (struct config_name) { .id = 0, .name = (char *) "root" };
+        x->groups[1] = (struct config_name) { .id = 3000, .name = (char *) "ops" };
+        x->groups[2] = (struct config_name) { .id = 4294967294u, .name = (char *) "last" };
         x->c = (struct config) {
                 .path = (char *) "/etc/credagent/credagent.conf", .socket = (char *) "/run/s",
                 .module = (char *) "/usr/lib/softhsm/libsofthsm2.so", .module_dirs = x->dirs,
                 .token = (char *) "pkcs11:token=t", .pin_source = (char *) "file:/p",
                 .credentials = x->creds, .n_credentials = 1,
+                .users = x->users, .n_users = 2, .groups = x->groups, .n_groups = 3,
         };
 }
 
@@ -327,6 +367,43 @@ static void test_handmade_roundtrips(void **state) {
         d = roundtrip(&x.c);
         assert_null(d->module_dirs);
         config_free(d);
+
+        /* A formula travels as its text and is compiled again; no name tables at all. */
+        fixture_init(&x);
+        {
+                const char *text = "{!\"role:\" + $User.Group + \" \" + $Principal.Name}";
+                struct formula *f = NULL;
+
+                assert_int_equal(formula_parse(text, &f, NULL, NULL), 0);
+                x.cred.scope = (char *) text;
+                x.cred.scope_formula = f;
+                x.c.users = x.c.groups = NULL;
+                x.c.n_users = x.c.n_groups = 0;
+                d = roundtrip(&x.c);
+                assert_non_null(d->credentials[0]->scope_formula);
+                assert_true(formula_uses(d->credentials[0]->scope_formula, FORMULA_VAR_PRINCIPAL_NAME));
+                assert_null(d->users);
+                assert_null(d->groups);
+                config_free(d);
+                formula_free(f);
+        }
+
+        /* The most names a table may have. */
+        fixture_init(&x);
+        {
+                struct config_name *v = calloc(CONFIG_NAMES_MAX, sizeof *v);
+
+                assert_non_null(v);
+                for (size_t i = 0; i < CONFIG_NAMES_MAX; i++)
+                        v[i] = (struct config_name) { .id = (uint32_t) i * 3, .name = (char *) "n" };
+                x.c.users = v;
+                x.c.n_users = CONFIG_NAMES_MAX;
+                d = roundtrip(&x.c);
+                assert_string_equal(config_user_name(d, 3 * 1000), "n");
+                assert_null(config_user_name(d, 3 * 1000 + 1));
+                config_free(d);
+                free(v);
+        }
 
         /* An empty module_dirs list stays an empty list. */
         fixture_init(&x);
@@ -415,6 +492,76 @@ static void test_encode_rejects(void **state) {
         fixture_init(&x);
         x.refresh[0] = 1000;
         expect_encode_fails(&x.c, -EINVAL);
+
+        /* A scope written as a formula must come with it compiled, and only then. */
+        fixture_init(&x);
+        x.cred.scope = (char *) "{!$User.Name}";
+        expect_encode_fails(&x.c, -EINVAL);
+        {
+                struct formula *f = NULL;
+
+                assert_int_equal(formula_parse("read", &f, NULL, NULL), 0);
+                fixture_init(&x);
+                x.cred.scope = (char *) "read";
+                x.cred.scope_formula = f;
+                expect_encode_fails(&x.c, -EINVAL);
+                formula_free(f);
+        }
+
+        /* Name tables: ids strictly ascending, names of 1 … CONFIG_NAME_LEN_MAX bytes. */
+        fixture_init(&x);
+        x.users[1].id = 0;
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.groups[0].id = 5000;
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.groups[1].name = NULL;
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.users[0].name = (char *) "";
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.c.users = NULL;
+        expect_encode_fails(&x.c, -EINVAL);
+        {
+                char name[CONFIG_NAME_LEN_MAX + 2];
+
+                memset(name, 'n', sizeof name - 1);
+                name[sizeof name - 1] = '\0';
+                fixture_init(&x);
+                x.users[1].name = name;
+                expect_encode_fails(&x.c, -EINVAL);
+                name[CONFIG_NAME_LEN_MAX] = '\0'; /* exactly the cap is fine */
+                config_free(roundtrip(&x.c));
+        }
+        {
+                struct config_name *v = calloc(CONFIG_NAMES_MAX + 1, sizeof *v);
+                char *name = malloc(CONFIG_NAME_LEN_MAX + 1);
+
+                assert_non_null(v);
+                assert_non_null(name);
+                for (size_t i = 0; i <= CONFIG_NAMES_MAX; i++)
+                        v[i] = (struct config_name) { .id = (uint32_t) i, .name = (char *) "n" };
+                fixture_init(&x);
+                x.c.groups = v;
+                x.c.n_groups = CONFIG_NAMES_MAX + 1;
+                expect_encode_fails(&x.c, -EMSGSIZE);
+                /* Bytes: both tables count; (256 + 8) bytes × 2600 entries > 640 KiB. */
+                memset(name, 'n', CONFIG_NAME_LEN_MAX);
+                name[CONFIG_NAME_LEN_MAX] = '\0';
+                for (size_t i = 0; i < 2000; i++)
+                        v[i].name = name;
+                fixture_init(&x);
+                x.c.groups = v;
+                x.c.n_groups = 2000;
+                config_free(roundtrip(&x.c));
+                x.c.users = v;
+                x.c.n_users = 600;
+                expect_encode_fails(&x.c, -EMSGSIZE);
+                free(name);
+                free(v);
+        }
 
         /* Duplicate credential names. */
         fixture_init(&x);
@@ -589,6 +736,49 @@ static void test_decode_rejects(void **state) {
         expect_decode_fails(p, n);
         free(p);
 
+        /* Name tables: ids out of order ("svc" 4242 made 0, like "root" before it), an empty
+         * name, a NULL name. */
+        fixture_init(&x);
+        payload_of(&x.c, &p, &n);
+        at = find(p, n, "\x00\x00\x10\x92\x00\x00\x00\x03svc", 11);
+        put_be32(p + at, 0);
+        expect_decode_fails(p, n);
+        put_be32(p + at, 4242);
+        put_be32(p + at + 4, 0);
+        memcpy(p + at + 8, "\x00\x00\x00", 3);
+        /* (the 3 bytes after the now-empty name are left over: trailing garbage either way) */
+        expect_decode_fails(p, n);
+        free(p);
+        fixture_init(&x);
+        payload_of(&x.c, &p, &n);
+        at = find(p, n, "\x00\x00\x00\x03ops", 7);
+        memcpy(p + at, "\xff\xff\xff\xff", 4);
+        expect_decode_fails(p, n);
+        free(p);
+
+        /* A scope that starts as a formula but does not parse. */
+        fixture_init(&x);
+        x.cred.scope = (char *) "{!$User.Nam}";
+        {
+                struct formula *f = NULL;
+
+                assert_int_equal(formula_parse("{!$User.Uid}", &f, NULL, NULL), 0);
+                x.cred.scope = (char *) "{!$User.Uid}";
+                x.cred.scope_formula = f;
+                payload_of(&x.c, &p, &n);
+                formula_free(f);
+        }
+        at = find(p, n, "{!$User.Uid}", 12);
+        p[at + 8] = 'X';
+        expect_decode_fails(p, n);
+        p[at + 8] = 'U';
+        {
+                struct config *d = NULL;
+                assert_int_equal(config_decode(p, n, &d), 0);
+                config_free(d);
+        }
+        free(p);
+
         /* Still valid after all the patches were undone?  (Shows each patch alone was the cause.) */
         fixture_init(&x);
         payload_of(&x.c, &p, &n);
@@ -644,15 +834,23 @@ static void put_principal(struct buf *b, const char *name, const char *full_name
         assert_int_equal(buf_put_u32(b, 0), 0);     /* line */
 }
 
+/* The two name tables that end every payload: empty. */
+static void put_no_names(struct buf *b) {
+        assert_int_equal(buf_put_u32(b, 0), 0);
+        assert_int_equal(buf_put_u32(b, 0), 0);
+}
+
 static void decode_ok(struct buf *b) {
         struct config *d = NULL;
 
+        put_no_names(b);
         assert_int_equal(config_decode(b->data, b->len, &d), 0);
         config_free(d);
         buf_done(b);
 }
 
 static void decode_bad(struct buf *b) {
+        put_no_names(b);
         expect_decode_fails(b->data, b->len);
         buf_done(b);
 }
@@ -728,6 +926,55 @@ static void test_decode_counts(void **state) {
                 assert_int_equal(buf_put_str(&b, NULL), 0);
         assert_int_equal(buf_put_u32(&b, 0), 0);
         decode_bad(&b);
+
+        /* Name tables: over the count cap, a count beyond the bytes, a name over its cap, and
+         * without any tables at all. */
+        put_agent_part(&b, 0, 0);
+        assert_int_equal(buf_put_u32(&b, CONFIG_NAMES_MAX + 1), 0);
+        for (uint32_t i = 0; i <= CONFIG_NAMES_MAX; i++) {
+                assert_int_equal(buf_put_u32(&b, i), 0);
+                assert_int_equal(buf_put_str(&b, "n"), 0);
+        }
+        assert_int_equal(buf_put_u32(&b, 0), 0);
+        expect_decode_fails(b.data, b.len);
+        buf_done(&b);
+        put_agent_part(&b, 0, 0);
+        assert_int_equal(buf_put_u32(&b, 0), 0);
+        assert_int_equal(buf_put_u32(&b, 100), 0);
+        assert_int_equal(buf_put_u32(&b, 1), 0);
+        assert_int_equal(buf_put_str(&b, "n"), 0);
+        expect_decode_fails(b.data, b.len);
+        buf_done(&b);
+        {
+                char longname[CONFIG_NAME_LEN_MAX + 2];
+
+                memset(longname, 'n', sizeof longname - 1);
+                longname[sizeof longname - 1] = '\0';
+                put_agent_part(&b, 0, 0);
+                assert_int_equal(buf_put_u32(&b, 1), 0);
+                assert_int_equal(buf_put_u32(&b, 7), 0);
+                assert_int_equal(buf_put_str(&b, longname), 0);
+                assert_int_equal(buf_put_u32(&b, 0), 0);
+                expect_decode_fails(b.data, b.len);
+                buf_done(&b);
+                longname[CONFIG_NAME_LEN_MAX] = '\0';
+                put_agent_part(&b, 0, 0);
+                assert_int_equal(buf_put_u32(&b, 1), 0);
+                assert_int_equal(buf_put_u32(&b, 7), 0);
+                assert_int_equal(buf_put_str(&b, longname), 0);
+                assert_int_equal(buf_put_u32(&b, 0), 0);
+                {
+                        struct config *d = NULL;
+
+                        assert_int_equal(config_decode(b.data, b.len, &d), 0);
+                        assert_string_equal(config_user_name(d, 7), longname);
+                        config_free(d);
+                }
+                buf_done(&b);
+        }
+        put_agent_part(&b, 0, 0);
+        expect_decode_fails(b.data, b.len);
+        buf_done(&b);
 
         /* Nothing at all. */
         expect_decode_fails(NULL, 0);
