@@ -217,10 +217,36 @@ static int is_refresh_status(const struct config_credential *cred, int64_t statu
         return false;
 }
 
+/* The scope to ask for on behalf of the caller: the credential's, with a formula expanded for
+ * this caller (config_scope_expand(), from the name tables read at load time: the front
+ * cannot ask NSS).  Stores it in *RET_SCOPE (may point into BUF) and returns 0; when the
+ * formula cannot be expanded for this caller, queues 403 access_denied with the reason,
+ * logs it, and returns -1 with *RET_RESULT set to what the handler returns. */
+static int expand_scope(const struct request *req, const struct conn_ctx *cc, char *buf, size_t size,
+                        const char **ret_scope, enum MHD_Result *ret_result) {
+        const struct config_principal *p = req->principal;
+        char reason[384], description[512];
+        int r;
+
+        r = config_scope_expand(req->cfg, p, &cc->peer, buf, size, reason, sizeof reason, ret_scope);
+        if (r >= 0)
+                return 0;
+        /* The reason quotes a bad value escaped (log_escape()), so it is safe in a log line. */
+        log_notice("token uid=%u gid=%u pid=%d credential=%s principal=%s outcome=access_denied "
+                   "reason=scope-formula: %s", (unsigned) cc->peer.uid, (unsigned) cc->peer.gid, (int) cc->peer.pid,
+                   p->credential->name, p->name, reason);
+        snprintf(description, sizeof description, "the scope formula cannot be expanded for this caller: %s", reason);
+        *ret_result = queue_error(req->conn, API_ACCESS_DENIED, NULL, description);
+        return -1;
+}
+
 /* GET /v1/token/CRED and POST /v1/token/CRED/refresh. */
 static enum MHD_Result handle_token(struct frontproc *f, struct request *req, const struct conn_ctx *cc,
                                     const char *cred_name, bool refresh) {
         const struct config_credential *cred;
+        char scope_buf[FORMULA_SCOPE_MAX + 1];
+        const char *scope = NULL;
+        enum MHD_Result result;
         uint32_t min_ttl = 0;
         size_t idx;
         int r;
@@ -239,6 +265,8 @@ static enum MHD_Result handle_token(struct frontproc *f, struct request *req, co
                 return queue_error(req->conn, API_ACCESS_DENIED, NULL, "the caller is not allowed to use this credential");
         }
         req->principal = cred->principals[idx];
+        if (expand_scope(req, cc, scope_buf, sizeof scope_buf, &scope, &result) < 0)
+                return result;
 
         if (refresh) {
                 struct json_object *body, *st;
@@ -277,7 +305,7 @@ static enum MHD_Result handle_token(struct frontproc *f, struct request *req, co
         }
 
         req->waiter.done = request_done;
-        r = tokcache_get(f->cache, req->principal, cred->scope, min_ttl, refresh, req->started_ms, &req->waiter,
+        r = tokcache_get(f->cache, req->principal, scope, min_ttl, refresh, req->started_ms, &req->waiter,
                          &req->answer);
         if (r == 0)
                 return queue_token(req, cc);
