@@ -5,14 +5,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "agent/config.h" /* enum client_auth only: a header, no link dependency */
+#include "agent/config.h" /* enum client_auth, ASSERTION_LIFETIME_MAX, enum hsm_alg: headers only, no link dependency */
 #include "ipc/apierror.h"
 #include "ipc/msg.h"
 #include "secmem.h"
 
 /* The last valid enum client_auth value; a new method must be added here too. */
-#define MSG_CLIENT_AUTH_LAST CLIENT_AUTH_POST
-_Static_assert(CLIENT_AUTH_BASIC == 0 && CLIENT_AUTH_POST == 1, "client_auth values are on the wire");
+#define MSG_CLIENT_AUTH_LAST CLIENT_AUTH_PRIVATE_KEY_JWT
+_Static_assert(CLIENT_AUTH_BASIC == 0 && CLIENT_AUTH_POST == 1 && CLIENT_AUTH_PRIVATE_KEY_JWT == 2,
+               "client_auth values are on the wire");
+_Static_assert(HSM_ALG_NONE == 0 && HSM_ALG_ES256 == 1 && HSM_ALG_RS256 == 2 && HSM_ALG_PS256 == 3 &&
+               _HSM_ALG_MAX == MSG_ALG_MAX + 1, "hsm_alg values are on the wire");
 
 /* Errno values are 1 … 4095 on Linux (MAX_ERRNO). */
 #define MSG_ERRNO_MAX 4095
@@ -32,8 +35,8 @@ static const struct {
                              BIT(MSG_HELLO) | BIT(MSG_GRANT),
                              BIT(MSG_HELLO) },
         [CHAN_NET_HSM] = { "net-hsm", 16 * 1024,
-                           BIT(MSG_HELLO) | BIT(MSG_SECRET_REQUEST),
-                           BIT(MSG_HELLO) | BIT(MSG_SECRET) },
+                           BIT(MSG_HELLO) | BIT(MSG_SECRET_REQUEST) | BIT(MSG_SIGN_REQUEST),
+                           BIT(MSG_HELLO) | BIT(MSG_SECRET) | BIT(MSG_SIGNATURE) },
         [CHAN_SUPER_FRONT] = { "supervisor-front", 1024 * 1024,
                                BIT(MSG_HELLO) | BIT(MSG_CHANNEL) | BIT(MSG_CONFIG),
                                BIT(MSG_HELLO) | BIT(MSG_CONFIG_DONE) },
@@ -69,6 +72,10 @@ const char *msg_type_name(uint8_t type) {
                 return "SECRET_REQUEST";
         case MSG_SECRET:
                 return "SECRET";
+        case MSG_SIGN_REQUEST:
+                return "SIGN_REQUEST";
+        case MSG_SIGNATURE:
+                return "SIGNATURE";
         case MSG_CHANNEL:
                 return "CHANNEL";
         case MSG_CONFIG:
@@ -268,9 +275,16 @@ int msg_hello_decode(const uint8_t *p, size_t n, struct msg_hello *ret) {
 /* ---- FETCH ------------------------------------------------------------------------- */
 
 static int fetch_check(const struct msg_fetch *m) {
-        if (!m->token_url || !m->client_id || !m->client_secret_uri)
+        if (!m->token_url || !m->client_id)
                 return -EINVAL;
         if (m->client_auth > MSG_CLIENT_AUTH_LAST || m->allow_insecure_loopback > 1)
+                return -EINVAL;
+        if (m->client_auth == CLIENT_AUTH_PRIVATE_KEY_JWT) {
+                if (m->client_secret_uri || !m->client_key_uri || !m->assertion_audience ||
+                    m->assertion_lifetime < 1 || m->assertion_lifetime > ASSERTION_LIFETIME_MAX)
+                        return -EINVAL;
+        } else if (!m->client_secret_uri || m->client_key_uri || m->assertion_audience || m->assertion_lifetime ||
+                   m->key_id)
                 return -EINVAL;
         return 0;
 }
@@ -306,6 +320,14 @@ int msg_fetch_encode(const struct msg_fetch *m, struct buf *out) {
                 r = buf_put_u32(out, m->default_ttl);
         if (r >= 0)
                 r = buf_put_u32(out, m->max_ttl);
+        if (r >= 0)
+                r = put_str(out, m->client_key_uri, MSG_ID_MAX);
+        if (r >= 0)
+                r = put_str(out, m->assertion_audience, MSG_URL_MAX);
+        if (r >= 0)
+                r = buf_put_u32(out, m->assertion_lifetime);
+        if (r >= 0)
+                r = put_str(out, m->key_id, MSG_TEXT_MAX);
         return msg_frame_end(out, start, r);
 }
 
@@ -327,7 +349,7 @@ int msg_fetch_decode(const uint8_t *p, size_t n, struct msg_fetch *ret) {
         if (r >= 0)
                 r = buf_get_str(&b, MSG_SCOPE_MAX, &m.scope);
         if (r >= 0)
-                r = get_str_required(&b, MSG_ID_MAX, &m.client_secret_uri);
+                r = buf_get_str(&b, MSG_ID_MAX, &m.client_secret_uri);
         if (r >= 0)
                 r = get_bool(&b, &m.allow_insecure_loopback);
         if (r >= 0)
@@ -339,7 +361,17 @@ int msg_fetch_decode(const uint8_t *p, size_t n, struct msg_fetch *ret) {
         if (r >= 0)
                 r = buf_get_u32(&b, &m.max_ttl);
         if (r >= 0)
+                r = buf_get_str(&b, MSG_ID_MAX, &m.client_key_uri);
+        if (r >= 0)
+                r = buf_get_str(&b, MSG_URL_MAX, &m.assertion_audience);
+        if (r >= 0)
+                r = buf_get_u32(&b, &m.assertion_lifetime);
+        if (r >= 0)
+                r = buf_get_str(&b, MSG_TEXT_MAX, &m.key_id);
+        if (r >= 0)
                 r = get_end(&b);
+        if (r >= 0 && fetch_check(&m) < 0)
+                r = -EBADMSG;
         if (r < 0) {
                 msg_fetch_clear(&m);
                 memset(ret, 0, sizeof *ret);
@@ -354,6 +386,9 @@ void msg_fetch_clear(struct msg_fetch *m) {
         free(m->client_id);
         free(m->scope);
         free(m->client_secret_uri);
+        free(m->client_key_uri);
+        free(m->assertion_audience);
+        free(m->key_id);
         *m = (struct msg_fetch) {};
 }
 
@@ -437,75 +472,113 @@ void msg_fetch_done_clear(struct msg_fetch_done *m) {
         *m = (struct msg_fetch_done) {};
 }
 
-/* ---- GRANT and SECRET_REQUEST: the same layout ------------------------------------- */
+/* ---- GRANT ------------------------------------------------------------------------- */
 
-static int fetch_uri_encode(uint8_t type, uint64_t fetch_id, const char *uri, struct buf *out) {
-        size_t start;
-        int r;
-
-        if (!uri)
+static int grant_check(const struct msg_grant *m) {
+        if (!m->client_secret_uri == !m->client_key_uri)
                 return -EINVAL;
-        r = msg_frame_begin(out, type, &start);
-        if (r < 0)
-                return r;
-        r = buf_put_u64(out, fetch_id);
-        if (r >= 0)
-                r = put_str(out, uri, MSG_ID_MAX);
-        return msg_frame_end(out, start, r);
-}
-
-static int fetch_uri_decode(const uint8_t *p, size_t n, uint64_t *ret_fetch_id, char **ret_uri) {
-        _cleanup_free_ char *uri = NULL;
-        uint64_t fetch_id;
-        struct buf b;
-        int r;
-
-        buf_view(&b, p, n);
-        r = buf_get_u64(&b, &fetch_id);
-        if (r >= 0)
-                r = get_str_required(&b, MSG_ID_MAX, &uri);
-        if (r >= 0)
-                r = get_end(&b);
-        if (r < 0)
-                return r;
-        *ret_fetch_id = fetch_id;
-        *ret_uri = TAKE_PTR(uri);
-        return 0;
+        if (m->client_key_uri)
+                return m->client_id && m->audience && m->assertion_alg <= MSG_ALG_MAX ? 0 : -EINVAL;
+        return !m->client_id && !m->audience && m->assertion_alg == 0 ? 0 : -EINVAL;
 }
 
 int msg_grant_encode(const struct msg_grant *m, struct buf *out) {
-        return fetch_uri_encode(MSG_GRANT, m->fetch_id, m->client_secret_uri, out);
+        size_t start;
+        int r;
+
+        r = grant_check(m);
+        if (r < 0)
+                return r;
+        r = msg_frame_begin(out, MSG_GRANT, &start);
+        if (r < 0)
+                return r;
+        r = buf_put_u64(out, m->fetch_id);
+        if (r >= 0)
+                r = put_str(out, m->client_secret_uri, MSG_ID_MAX);
+        if (r >= 0)
+                r = put_str(out, m->client_key_uri, MSG_ID_MAX);
+        if (r >= 0)
+                r = put_str(out, m->client_id, MSG_ID_MAX);
+        if (r >= 0)
+                r = put_str(out, m->audience, MSG_URL_MAX);
+        if (r >= 0)
+                r = buf_put_u8(out, m->assertion_alg);
+        return msg_frame_end(out, start, r);
 }
 
 int msg_grant_decode(const uint8_t *p, size_t n, struct msg_grant *ret) {
         struct msg_grant m = {};
-        int r = fetch_uri_decode(p, n, &m.fetch_id, &m.client_secret_uri);
+        struct buf b;
+        int r;
 
-        if (r < 0)
+        buf_view(&b, p, n);
+        r = buf_get_u64(&b, &m.fetch_id);
+        if (r >= 0)
+                r = buf_get_str(&b, MSG_ID_MAX, &m.client_secret_uri);
+        if (r >= 0)
+                r = buf_get_str(&b, MSG_ID_MAX, &m.client_key_uri);
+        if (r >= 0)
+                r = buf_get_str(&b, MSG_ID_MAX, &m.client_id);
+        if (r >= 0)
+                r = buf_get_str(&b, MSG_URL_MAX, &m.audience);
+        if (r >= 0)
+                r = buf_get_u8(&b, &m.assertion_alg);
+        if (r >= 0)
+                r = get_end(&b);
+        if (r >= 0 && grant_check(&m) < 0)
+                r = -EBADMSG;
+        if (r < 0) {
+                msg_grant_clear(&m);
                 memset(ret, 0, sizeof *ret);
-        else
-                *ret = m;
-        return r;
+                return r;
+        }
+        *ret = m;
+        return 0;
 }
 
 void msg_grant_clear(struct msg_grant *m) {
         free(m->client_secret_uri);
+        free(m->client_key_uri);
+        free(m->client_id);
+        free(m->audience);
         *m = (struct msg_grant) {};
 }
 
+/* ---- SECRET_REQUEST ---------------------------------------------------------------- */
+
 int msg_secret_request_encode(const struct msg_secret_request *m, struct buf *out) {
-        return fetch_uri_encode(MSG_SECRET_REQUEST, m->fetch_id, m->client_secret_uri, out);
+        size_t start;
+        int r;
+
+        if (!m->client_secret_uri)
+                return -EINVAL;
+        r = msg_frame_begin(out, MSG_SECRET_REQUEST, &start);
+        if (r < 0)
+                return r;
+        r = buf_put_u64(out, m->fetch_id);
+        if (r >= 0)
+                r = put_str(out, m->client_secret_uri, MSG_ID_MAX);
+        return msg_frame_end(out, start, r);
 }
 
 int msg_secret_request_decode(const uint8_t *p, size_t n, struct msg_secret_request *ret) {
         struct msg_secret_request m = {};
-        int r = fetch_uri_decode(p, n, &m.fetch_id, &m.client_secret_uri);
+        struct buf b;
+        int r;
 
-        if (r < 0)
+        buf_view(&b, p, n);
+        r = buf_get_u64(&b, &m.fetch_id);
+        if (r >= 0)
+                r = get_str_required(&b, MSG_ID_MAX, &m.client_secret_uri);
+        if (r >= 0)
+                r = get_end(&b);
+        if (r < 0) {
+                msg_secret_request_clear(&m);
                 memset(ret, 0, sizeof *ret);
-        else
-                *ret = m;
-        return r;
+                return r;
+        }
+        *ret = m;
+        return 0;
 }
 
 void msg_secret_request_clear(struct msg_secret_request *m) {
@@ -581,6 +654,129 @@ int msg_secret_decode(const uint8_t *p, size_t n, struct msg_secret *ret) {
 void msg_secret_clear(struct msg_secret *m) {
         free(m->description);
         *m = (struct msg_secret) {};
+}
+
+/* ---- SIGN_REQUEST ------------------------------------------------------------------ */
+
+int msg_sign_request_encode(const struct msg_sign_request *m, struct buf *out) {
+        size_t start;
+        int r;
+
+        if (!m->client_key_uri || (!m->signing_input && m->signing_input_len > 0))
+                return -EINVAL;
+        if (m->signing_input_len > MSG_SIGNING_INPUT_MAX)
+                return -EMSGSIZE;
+        r = msg_frame_begin(out, MSG_SIGN_REQUEST, &start);
+        if (r < 0)
+                return r;
+        r = buf_put_u64(out, m->fetch_id);
+        if (r >= 0)
+                r = put_str(out, m->client_key_uri, MSG_ID_MAX);
+        if (r >= 0)
+                r = buf_put_bytes(out, m->signing_input, m->signing_input_len);
+        return msg_frame_end(out, start, r);
+}
+
+int msg_sign_request_decode(const uint8_t *p, size_t n, struct msg_sign_request *ret) {
+        struct msg_sign_request m = {};
+        struct buf b;
+        int r;
+
+        buf_view(&b, p, n);
+        r = buf_get_u64(&b, &m.fetch_id);
+        if (r >= 0)
+                r = get_str_required(&b, MSG_ID_MAX, &m.client_key_uri);
+        if (r >= 0)
+                r = buf_get_bytes(&b, MSG_SIGNING_INPUT_MAX, &m.signing_input, &m.signing_input_len);
+        if (r >= 0)
+                r = get_end(&b);
+        if (r < 0) {
+                msg_sign_request_clear(&m);
+                memset(ret, 0, sizeof *ret);
+                return r;
+        }
+        if (m.signing_input_len == 0)
+                m.signing_input = NULL;
+        *ret = m;
+        return 0;
+}
+
+void msg_sign_request_clear(struct msg_sign_request *m) {
+        free(m->client_key_uri);
+        *m = (struct msg_sign_request) {};
+}
+
+/* ---- SIGNATURE --------------------------------------------------------------------- */
+
+static int signature_check(const struct msg_signature *m) {
+        if (m->error > 0 || m->error < -MSG_ERRNO_MAX)
+                return -EINVAL;
+        if (m->error == 0)
+                return m->description || m->alg < 1 || m->alg > MSG_ALG_MAX ||
+                       (!m->signature && m->signature_len > 0) ? -EINVAL : 0;
+        return m->alg != 0 || m->signature_len > 0 ? -EINVAL : 0;
+}
+
+int msg_signature_encode(const struct msg_signature *m, struct buf *out) {
+        size_t start;
+        int r;
+
+        r = signature_check(m);
+        if (r < 0)
+                return r;
+        if (m->signature_len > MSG_SIGNATURE_MAX)
+                return -EMSGSIZE;
+        r = msg_frame_begin(out, MSG_SIGNATURE, &start);
+        if (r < 0)
+                return r;
+        r = buf_put_u64(out, m->fetch_id);
+        if (r >= 0)
+                r = buf_put_u32(out, (uint32_t) m->error);
+        if (r >= 0)
+                r = put_str(out, m->description, MSG_TEXT_MAX);
+        if (r >= 0)
+                r = buf_put_u8(out, m->alg);
+        if (r >= 0)
+                r = buf_put_bytes(out, m->signature, m->signature_len);
+        return msg_frame_end(out, start, r);
+}
+
+int msg_signature_decode(const uint8_t *p, size_t n, struct msg_signature *ret) {
+        struct msg_signature m = {};
+        uint32_t error;
+        struct buf b;
+        int r;
+
+        buf_view(&b, p, n);
+        r = buf_get_u64(&b, &m.fetch_id);
+        if (r >= 0)
+                r = buf_get_u32(&b, &error);
+        if (r >= 0) {
+                m.error = (int32_t) error;
+                r = buf_get_str(&b, MSG_TEXT_MAX, &m.description);
+        }
+        if (r >= 0)
+                r = buf_get_u8(&b, &m.alg);
+        if (r >= 0)
+                r = buf_get_bytes(&b, MSG_SIGNATURE_MAX, &m.signature, &m.signature_len);
+        if (r >= 0)
+                r = get_end(&b);
+        if (r >= 0 && signature_check(&m) < 0)
+                r = -EBADMSG;
+        if (r < 0) {
+                msg_signature_clear(&m);
+                memset(ret, 0, sizeof *ret);
+                return r;
+        }
+        if (m.signature_len == 0)
+                m.signature = NULL;
+        *ret = m;
+        return 0;
+}
+
+void msg_signature_clear(struct msg_signature *m) {
+        free(m->description);
+        *m = (struct msg_signature) {};
 }
 
 /* ---- CHANNEL ----------------------------------------------------------------------- */

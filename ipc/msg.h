@@ -17,7 +17,7 @@
  * payload does not decode exactly (no trailing bytes) makes the receiver drop the channel;
  * the supervisor then restarts the peer. */
 
-#define MSG_VERSION 1
+#define MSG_VERSION 2
 #define MSG_HEADER_SIZE 5
 
 enum msg_type {
@@ -27,6 +27,8 @@ enum msg_type {
         MSG_GRANT = 20,         /* front → hsm: net may get this secret for this fetch */
         MSG_SECRET_REQUEST = 30,/* net → hsm: the secret for a granted fetch */
         MSG_SECRET = 31,        /* hsm → net: the secret, or why not */
+        MSG_SIGN_REQUEST = 32,  /* net → hsm: sign a client assertion for a granted fetch */
+        MSG_SIGNATURE = 33,     /* hsm → net: the signature, or why not */
         MSG_CHANNEL = 40,       /* supervisor → child: a replacement channel fd (SCM_RIGHTS) */
         MSG_CONFIG = 41,        /* supervisor → front: a new configuration */
         MSG_CONFIG_DONE = 42,   /* front → supervisor: config applied (u8 0) or refused */
@@ -68,6 +70,9 @@ const char *msg_channel_name(enum msg_channel c);
 #define MSG_TEXT_MAX 256        /* descriptions, error codes */
 #define MSG_SECRET_MAX 4096
 #define MSG_REASON_MAX 4096     /* CONFIG_DONE's reason */
+#define MSG_SIGNING_INPUT_MAX 8192 /* SIGN_REQUEST's JWS signing input */
+#define MSG_SIGNATURE_MAX 512   /* SIGNATURE's signature (RSA 4096) */
+#define MSG_ALG_MAX 3           /* enum hsm_alg: 0 none, 1 ES256, 2 RS256, 3 PS256 */
 
 struct msg_hello {
         uint32_t version;
@@ -80,9 +85,14 @@ struct msg_fetch {
         uint8_t client_auth;            /* enum client_auth */
         char *client_id;
         char *scope;                    /* may be NULL */
-        char *client_secret_uri;
+        char *client_secret_uri;        /* basic, post: required; private_key_jwt: NULL */
         uint8_t allow_insecure_loopback;
         uint32_t connect_timeout, timeout, default_ttl, max_ttl; /* s */
+        /* client_auth = private_key_jwt only (NULL / 0 otherwise): */
+        char *client_key_uri;           /* required */
+        char *assertion_audience;       /* required */
+        uint32_t assertion_lifetime;    /* s, 1 … ASSERTION_LIFETIME_MAX */
+        char *key_id;                   /* may be NULL */
 };
 
 struct msg_fetch_done {
@@ -96,9 +106,15 @@ struct msg_fetch_done {
         char *description;              /* may be NULL */
 };
 
+/* Either a secret grant (client_secret_uri, nothing else) or a key grant (client_key_uri,
+ * client_id and audience, and the algorithm asked for). */
 struct msg_grant {
         uint64_t fetch_id;
-        char *client_secret_uri;
+        char *client_secret_uri;        /* may be NULL */
+        char *client_key_uri;           /* may be NULL */
+        char *client_id;                /* key grants: the assertion's iss and sub */
+        char *audience;                 /* key grants: the assertion's aud */
+        uint8_t assertion_alg;          /* key grants: enum hsm_alg, 0 = by the key */
 };
 
 struct msg_secret_request {
@@ -112,6 +128,23 @@ struct msg_secret {
         char *description;              /* error != 0: why, may be NULL */
         const uint8_t *secret;          /* error == 0: points into the received frame */
         size_t secret_len;
+};
+
+struct msg_sign_request {
+        uint64_t fetch_id;
+        char *client_key_uri;
+        const uint8_t *signing_input;   /* points into the received frame; empty: "which alg?" */
+        size_t signing_input_len;
+};
+
+struct msg_signature {
+        uint64_t fetch_id;
+        int32_t error;                  /* 0, or a negative errno */
+        char *description;              /* error != 0: why, may be NULL */
+        uint8_t alg;                    /* error == 0: enum hsm_alg (1 … MSG_ALG_MAX) */
+        const uint8_t *signature;       /* error == 0: points into the received frame; empty for
+                                           an answer to "which alg?" */
+        size_t signature_len;
 };
 
 struct msg_channel_fd {
@@ -137,10 +170,17 @@ struct msg_config_done {
  *    its MSG_*_MAX or a frame over the largest msg_channel_max() of the channels that carry
  *    its type (or OUT's own max), -ENOMEM.
  *  - Decoders (and encoders) reject: a string over its MSG_*_MAX, an embedded NUL, a
- *    required string that is NULL (FETCH's token_url, client_id, client_secret_uri; GRANT's
- *    and SECRET_REQUEST's client_secret_uri), a role outside enum msg_role, a client_auth
- *    outside enum client_auth, a FETCH_DONE error ≥ _API_ERROR_MAX, a flag other than 0/1,
- *    a channel ≥ _CHAN_MAX.
+ *    required string that is NULL (FETCH's token_url and client_id; SECRET_REQUEST's
+ *    client_secret_uri; SIGN_REQUEST's client_key_uri), a role outside enum msg_role, a
+ *    client_auth outside enum client_auth, a FETCH_DONE error ≥ _API_ERROR_MAX, a flag other
+ *    than 0/1, a channel ≥ _CHAN_MAX, an algorithm above MSG_ALG_MAX.
+ *  - FETCH: basic and post carry client_secret_uri and none of the private_key_jwt fields;
+ *    private_key_jwt carries client_key_uri, assertion_audience and an assertion_lifetime of
+ *    1 … ASSERTION_LIFETIME_MAX (key_id optional) and no client_secret_uri.
+ *  - GRANT: exactly one of client_secret_uri and client_key_uri; with the key, client_id and
+ *    audience; with the secret, neither and assertion_alg 0.
+ *  - SIGNATURE: error == 0 carries no description and an alg of 1 … MSG_ALG_MAX; error is
+ *    otherwise a negative errno (≥ -4095) with alg 0 and no signature bytes.
  *  - FETCH_DONE: error == 0 carries a non-empty access_token; error != 0 carries none.
  *  - SECRET: error == 0 carries the secret (≤ MSG_SECRET_MAX bytes) and no description;
  *    error is otherwise a negative errno (≥ -4095) with no secret bytes.
@@ -163,6 +203,12 @@ void msg_secret_request_clear(struct msg_secret_request *m);
 int msg_secret_encode(const struct msg_secret *m, struct buf *out);
 int msg_secret_decode(const uint8_t *p, size_t n, struct msg_secret *ret);
 void msg_secret_clear(struct msg_secret *m);
+int msg_sign_request_encode(const struct msg_sign_request *m, struct buf *out);
+int msg_sign_request_decode(const uint8_t *p, size_t n, struct msg_sign_request *ret);
+void msg_sign_request_clear(struct msg_sign_request *m);
+int msg_signature_encode(const struct msg_signature *m, struct buf *out);
+int msg_signature_decode(const uint8_t *p, size_t n, struct msg_signature *ret);
+void msg_signature_clear(struct msg_signature *m);
 int msg_channel_fd_encode(const struct msg_channel_fd *m, struct buf *out);
 int msg_channel_fd_decode(const uint8_t *p, size_t n, struct msg_channel_fd *ret);
 int msg_config_done_encode(const struct msg_config_done *m, struct buf *out);

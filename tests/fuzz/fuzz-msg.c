@@ -54,6 +54,8 @@ static bool all_zero(const void *p, size_t n) {
 #define CLEAR_secret_request(m) msg_secret_request_clear(m)
 #define CLEAR_secret(m) msg_secret_clear(m)
 #define CLEAR_config_done(m) msg_config_done_clear(m)
+#define CLEAR_sign_request(m) msg_sign_request_clear(m)
+#define CLEAR_signature(m) msg_signature_clear(m)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         enum msg_channel c;
@@ -98,6 +100,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 break;
         case MSG_SECRET:
                 ROUNDTRIP(secret, &f, d, n, max);
+                break;
+        case MSG_SIGN_REQUEST:
+                ROUNDTRIP(sign_request, &f, d, n, max);
+                break;
+        case MSG_SIGNATURE:
+                ROUNDTRIP(signature, &f, d, n, max);
                 break;
         case MSG_CHANNEL:
                 ROUNDTRIP(channel_fd, &f, d, n, max);

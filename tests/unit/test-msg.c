@@ -31,8 +31,8 @@ static const struct allowed table[] = {
         { CHAN_FRONT_NET, false, { MSG_HELLO, MSG_FETCH_DONE }, 65536 },
         { CHAN_FRONT_HSM, true, { MSG_HELLO, MSG_GRANT }, 8192 },
         { CHAN_FRONT_HSM, false, { MSG_HELLO }, 8192 },
-        { CHAN_NET_HSM, true, { MSG_HELLO, MSG_SECRET_REQUEST }, 16384 },
-        { CHAN_NET_HSM, false, { MSG_HELLO, MSG_SECRET }, 16384 },
+        { CHAN_NET_HSM, true, { MSG_HELLO, MSG_SECRET_REQUEST, MSG_SIGN_REQUEST }, 16384 },
+        { CHAN_NET_HSM, false, { MSG_HELLO, MSG_SECRET, MSG_SIGNATURE }, 16384 },
         { CHAN_SUPER_FRONT, true, { MSG_HELLO, MSG_CHANNEL, MSG_CONFIG }, 1048576 },
         { CHAN_SUPER_FRONT, false, { MSG_HELLO, MSG_CONFIG_DONE }, 1048576 },
         { CHAN_SUPER_NET, true, { MSG_HELLO, MSG_CHANNEL }, 8192 },
@@ -97,6 +97,8 @@ static void test_names(void **state) {
         assert_string_equal(msg_type_name(MSG_GRANT), "GRANT");
         assert_string_equal(msg_type_name(MSG_SECRET_REQUEST), "SECRET_REQUEST");
         assert_string_equal(msg_type_name(MSG_SECRET), "SECRET");
+        assert_string_equal(msg_type_name(MSG_SIGN_REQUEST), "SIGN_REQUEST");
+        assert_string_equal(msg_type_name(MSG_SIGNATURE), "SIGNATURE");
         assert_string_equal(msg_type_name(MSG_CHANNEL), "CHANNEL");
         assert_string_equal(msg_type_name(MSG_CONFIG), "CONFIG");
         assert_string_equal(msg_type_name(MSG_CONFIG_DONE), "CONFIG_DONE");
@@ -122,9 +124,30 @@ static void test_exact_bytes(void **state) {
                 ROLE_NET,                               /* role */
         };
         static const uint8_t grant[] = {
-                0x00, 0x00, 0x00, 0x13, MSG_GRANT,
+                0x00, 0x00, 0x00, 0x20, MSG_GRANT,
                 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, /* fetch_id */
-                0x00, 0x00, 0x00, 0x07, 'p', 'k', 'c', 's', '1', '1', ':',
+                0x00, 0x00, 0x00, 0x07, 'p', 'k', 'c', 's', '1', '1', ':', /* client_secret_uri */
+                0xff, 0xff, 0xff, 0xff,                         /* no client_key_uri */
+                0xff, 0xff, 0xff, 0xff,                         /* no client_id */
+                0xff, 0xff, 0xff, 0xff,                         /* no audience */
+                0x00,                                           /* assertion_alg */
+        };
+        static const uint8_t key_grant[] = {
+                0x00, 0x00, 0x00, 0x1f, MSG_GRANT,
+                0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09, /* fetch_id 9 */
+                0xff, 0xff, 0xff, 0xff,                         /* no client_secret_uri */
+                0x00, 0x00, 0x00, 0x03, 'p', 'k', ':',          /* client_key_uri */
+                0x00, 0x00, 0x00, 0x02, 'i', 'd',               /* client_id */
+                0x00, 0x00, 0x00, 0x01, 'a',                    /* audience */
+                0x03,                                           /* PS256 */
+        };
+        static const uint8_t signature[] = {
+                0x00, 0x00, 0x00, 0x16, MSG_SIGNATURE,
+                0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09, /* fetch_id 9 */
+                0x00, 0x00, 0x00, 0x00,                         /* error 0 */
+                0xff, 0xff, 0xff, 0xff,                         /* no description */
+                0x01,                                           /* ES256 */
+                0x00, 0x00, 0x00, 0x01, 0xa5,                   /* signature */
         };
         static const uint8_t secret_err[] = {
                 0x00, 0x00, 0x00, 0x15, MSG_SECRET,
@@ -145,6 +168,20 @@ static void test_exact_bytes(void **state) {
                                                                  .client_secret_uri = (char *) "pkcs11:" }, &b), 0);
         assert_int_equal(b.len, sizeof grant);
         assert_memory_equal(b.data, grant, sizeof grant);
+        buf_reset(&b);
+
+        assert_int_equal(msg_grant_encode(&(struct msg_grant) { .fetch_id = 9, .client_key_uri = (char *) "pk:",
+                                                                 .client_id = (char *) "id", .audience = (char *) "a",
+                                                                 .assertion_alg = 3 }, &b), 0);
+        assert_int_equal(b.len, sizeof key_grant);
+        assert_memory_equal(b.data, key_grant, sizeof key_grant);
+        buf_reset(&b);
+
+        assert_int_equal(msg_signature_encode(&(struct msg_signature) { .fetch_id = 9, .alg = 1,
+                                                                         .signature = (const uint8_t *) "\xa5",
+                                                                         .signature_len = 1 }, &b), 0);
+        assert_int_equal(b.len, sizeof signature);
+        assert_memory_equal(b.data, signature, sizeof signature);
         buf_reset(&b);
 
         assert_int_equal(msg_secret_encode(&(struct msg_secret) { .fetch_id = 42, .error = -ENOENT,
@@ -198,7 +235,13 @@ static void check_fetch_roundtrip(const struct msg_fetch *m) {
                 assert_string_equal(d.scope, m->scope);
         else
                 assert_null(d.scope);
-        assert_string_equal(d.client_secret_uri, m->client_secret_uri);
+#define STR_EQ(x) do { if (m->x) assert_string_equal(d.x, m->x); else assert_null(d.x); } while (0)
+        STR_EQ(client_secret_uri);
+        STR_EQ(client_key_uri);
+        STR_EQ(assertion_audience);
+        STR_EQ(key_id);
+#undef STR_EQ
+        assert_int_equal(d.assertion_lifetime, m->assertion_lifetime);
         assert_int_equal(d.allow_insecure_loopback, m->allow_insecure_loopback);
         assert_int_equal(d.connect_timeout, m->connect_timeout);
         assert_int_equal(d.timeout, m->timeout);
@@ -232,6 +275,18 @@ static void test_roundtrip_fetch(void **state) {
         check_fetch_roundtrip(&(struct msg_fetch) {
                 .fetch_id = 0, .token_url = (char *) "", .client_id = (char *) "", .scope = scope,
                 .client_secret_uri = (char *) "",
+        });
+        /* private_key_jwt: a key URI instead of the secret's, and the assertion's fields. */
+        check_fetch_roundtrip(&(struct msg_fetch) {
+                .fetch_id = 3, .token_url = (char *) "https://idp.example.com/token",
+                .client_auth = CLIENT_AUTH_PRIVATE_KEY_JWT, .client_id = (char *) "billing-batch",
+                .client_key_uri = (char *) "pkcs11:token=credagent;object=Billing_API.Batch;type=private",
+                .assertion_audience = (char *) "https://idp.example.com", .assertion_lifetime = 60,
+                .key_id = (char *) "k1", .connect_timeout = 5, .timeout = 15, .default_ttl = 300, .max_ttl = 86400,
+        });
+        check_fetch_roundtrip(&(struct msg_fetch) {
+                .fetch_id = 4, .token_url = url, .client_auth = CLIENT_AUTH_PRIVATE_KEY_JWT, .client_id = id,
+                .client_key_uri = uri, .assertion_audience = url, .assertion_lifetime = ASSERTION_LIFETIME_MAX,
         });
         free(url);
         free(id);
@@ -286,26 +341,47 @@ static void test_roundtrip_fetch_done(void **state) {
         free(text);
 }
 
+static void check_grant_roundtrip(const struct msg_grant *g) {
+        struct msg_grant d = {};
+        const uint8_t *p;
+        struct buf b;
+        size_t n;
+
+        buf_init(&b, msg_channel_max(CHAN_FRONT_HSM));
+        assert_int_equal(msg_grant_encode(g, &b), 0);
+        frame_split(&b, MSG_GRANT, &p, &n);
+        assert_int_equal(msg_grant_decode(p, n, &d), 0);
+        assert_true(d.fetch_id == g->fetch_id);
+#define STR_EQ(x) do { if (g->x) assert_string_equal(d.x, g->x); else assert_null(d.x); } while (0)
+        STR_EQ(client_secret_uri);
+        STR_EQ(client_key_uri);
+        STR_EQ(client_id);
+        STR_EQ(audience);
+#undef STR_EQ
+        assert_int_equal(d.assertion_alg, g->assertion_alg);
+        msg_grant_clear(&d);
+        assert_null(d.client_secret_uri);
+        assert_null(d.client_key_uri);
+        buf_done(&b);
+}
+
 static void test_roundtrip_grant_and_request(void **state) {
-        char *uri = repeat('p', MSG_ID_MAX);
+        char *uri = repeat('p', MSG_ID_MAX), *url = repeat('u', MSG_URL_MAX);
         const char *uris[] = { "pkcs11:object=a", "", uri };
         const uint8_t *p;
         size_t n;
 
         for (size_t i = 0; i < ELEMENTSOF(uris); i++) {
-                struct msg_grant g = { .fetch_id = i * UINT64_C(0x1000000001), .client_secret_uri = (char *) uris[i] }, gd;
-                struct msg_secret_request r = { .fetch_id = ~g.fetch_id, .client_secret_uri = (char *) uris[i] }, rd;
+                struct msg_secret_request r = { .fetch_id = ~(i * UINT64_C(0x1000000001)),
+                                                .client_secret_uri = (char *) uris[i] }, rd;
                 struct buf b;
 
-                buf_init(&b, msg_channel_max(CHAN_FRONT_HSM));
-                assert_int_equal(msg_grant_encode(&g, &b), 0);
-                frame_split(&b, MSG_GRANT, &p, &n);
-                assert_int_equal(msg_grant_decode(p, n, &gd), 0);
-                assert_true(gd.fetch_id == g.fetch_id);
-                assert_string_equal(gd.client_secret_uri, uris[i]);
-                msg_grant_clear(&gd);
-                assert_null(gd.client_secret_uri);
-                buf_done(&b);
+                check_grant_roundtrip(&(struct msg_grant) { .fetch_id = i * UINT64_C(0x1000000001),
+                                                            .client_secret_uri = (char *) uris[i] });
+                for (uint8_t alg = 0; alg <= MSG_ALG_MAX; alg++)
+                        check_grant_roundtrip(&(struct msg_grant) { .fetch_id = i, .client_key_uri = (char *) uris[i],
+                                                                    .client_id = (char *) uris[i], .audience = url,
+                                                                    .assertion_alg = alg });
 
                 buf_init(&b, msg_channel_max(CHAN_NET_HSM));
                 assert_int_equal(msg_secret_request_encode(&r, &b), 0);
@@ -318,6 +394,78 @@ static void test_roundtrip_grant_and_request(void **state) {
                 buf_done(&b);
         }
         free(uri);
+        free(url);
+}
+
+static void test_roundtrip_sign(void **state) {
+        uint8_t input[MSG_SIGNING_INPUT_MAX], sig[MSG_SIGNATURE_MAX];
+        struct msg_sign_request rq;
+        struct msg_signature sd;
+        const uint8_t *p;
+        struct buf b;
+        size_t n;
+
+        memset(input, 'e', sizeof input);
+        for (size_t i = 0; i < sizeof sig; i++)
+                sig[i] = (uint8_t) i;
+
+        /* The largest request fits the net-hsm channel. */
+        buf_init(&b, msg_channel_max(CHAN_NET_HSM));
+        assert_int_equal(msg_sign_request_encode(&(struct msg_sign_request) {
+                .fetch_id = 11, .client_key_uri = (char *) "pkcs11:object=k;type=private",
+                .signing_input = input, .signing_input_len = sizeof input }, &b), 0);
+        frame_split(&b, MSG_SIGN_REQUEST, &p, &n);
+        assert_int_equal(msg_sign_request_decode(p, n, &rq), 0);
+        assert_true(rq.fetch_id == 11);
+        assert_string_equal(rq.client_key_uri, "pkcs11:object=k;type=private");
+        assert_int_equal(rq.signing_input_len, sizeof input);
+        assert_memory_equal(rq.signing_input, input, sizeof input);
+        assert_true(rq.signing_input >= p && rq.signing_input + rq.signing_input_len <= p + n);
+        msg_sign_request_clear(&rq);
+        assert_null(rq.client_key_uri);
+        buf_reset(&b);
+
+        /* An empty signing input asks for the algorithm. */
+        assert_int_equal(msg_sign_request_encode(&(struct msg_sign_request) {
+                .fetch_id = 12, .client_key_uri = (char *) "pkcs11:object=k" }, &b), 0);
+        frame_split(&b, MSG_SIGN_REQUEST, &p, &n);
+        assert_int_equal(msg_sign_request_decode(p, n, &rq), 0);
+        assert_null(rq.signing_input);
+        assert_int_equal(rq.signing_input_len, 0);
+        msg_sign_request_clear(&rq);
+        buf_reset(&b);
+
+        assert_int_equal(msg_signature_encode(&(struct msg_signature) { .fetch_id = 11, .alg = 2, .signature = sig,
+                                                                         .signature_len = sizeof sig }, &b), 0);
+        frame_split(&b, MSG_SIGNATURE, &p, &n);
+        assert_int_equal(msg_signature_decode(p, n, &sd), 0);
+        assert_true(sd.fetch_id == 11);
+        assert_int_equal(sd.error, 0);
+        assert_int_equal(sd.alg, 2);
+        assert_null(sd.description);
+        assert_int_equal(sd.signature_len, sizeof sig);
+        assert_memory_equal(sd.signature, sig, sizeof sig);
+        msg_signature_clear(&sd);
+        buf_reset(&b);
+
+        assert_int_equal(msg_signature_encode(&(struct msg_signature) { .fetch_id = 12, .alg = 3 }, &b), 0);
+        frame_split(&b, MSG_SIGNATURE, &p, &n);
+        assert_int_equal(msg_signature_decode(p, n, &sd), 0);
+        assert_int_equal(sd.alg, 3);
+        assert_null(sd.signature);
+        msg_signature_clear(&sd);
+        buf_reset(&b);
+
+        assert_int_equal(msg_signature_encode(&(struct msg_signature) { .fetch_id = 13, .error = -EPERM,
+                                                                         .description = (char *) "no grant" }, &b), 0);
+        frame_split(&b, MSG_SIGNATURE, &p, &n);
+        assert_int_equal(msg_signature_decode(p, n, &sd), 0);
+        assert_int_equal(sd.error, -EPERM);
+        assert_int_equal(sd.alg, 0);
+        assert_string_equal(sd.description, "no grant");
+        msg_signature_clear(&sd);
+        assert_null(sd.description);
+        buf_done(&b);
 }
 
 static void test_roundtrip_secret(void **state) {
@@ -434,6 +582,8 @@ WRAP_CLEAR(fetch_done)
 WRAP_CLEAR(grant)
 WRAP_CLEAR(secret_request)
 WRAP_CLEAR(secret)
+WRAP_CLEAR(sign_request)
+WRAP_CLEAR(signature)
 WRAP(channel_fd)
 WRAP_CLEAR(config_done)
 
@@ -447,6 +597,8 @@ static const struct decoder decoders[] = {
         DECODER_CLEAR(grant),
         DECODER_CLEAR(secret_request),
         DECODER_CLEAR(secret),
+        DECODER_CLEAR(sign_request),
+        DECODER_CLEAR(signature),
         DECODER(channel_fd),
         DECODER_CLEAR(config_done),
 };
@@ -515,9 +667,11 @@ static void test_reject_hello(void **state) {
         }
 }
 
-/* A FETCH payload with the given pieces; NULL strings are put as NULL. */
-static void put_fetch(struct buf *b, const char *url, uint8_t auth, const char *id, const char *scope,
-                      const char *uri, uint8_t insecure) {
+/* A FETCH payload with the given pieces and the private_key_jwt fields; NULL strings are put
+ * as NULL. */
+static void put_fetch_jwt(struct buf *b, const char *url, uint8_t auth, const char *id, const char *scope,
+                          const char *uri, uint8_t insecure, const char *key_uri, const char *aud, uint32_t lifetime,
+                          const char *kid) {
         buf_init(b, 1 << 20);
         OK(buf_put_u64(b, 1));
         OK(buf_put_str(b, url));
@@ -528,6 +682,16 @@ static void put_fetch(struct buf *b, const char *url, uint8_t auth, const char *
         OK(buf_put_u8(b, insecure));
         for (int i = 0; i < 4; i++)
                 OK(buf_put_u32(b, 10));
+        OK(buf_put_str(b, key_uri));
+        OK(buf_put_str(b, aud));
+        OK(buf_put_u32(b, lifetime));
+        OK(buf_put_str(b, kid));
+}
+
+/* The same for basic and post. */
+static void put_fetch(struct buf *b, const char *url, uint8_t auth, const char *id, const char *scope,
+                      const char *uri, uint8_t insecure) {
+        put_fetch_jwt(b, url, auth, id, scope, uri, insecure, NULL, NULL, 0, NULL);
 }
 
 static void test_reject_fetch(void **state) {
@@ -557,7 +721,7 @@ static void test_reject_fetch(void **state) {
         put_fetch(&b, "u", 0, "id", "s", id, 0);
         reject_buf("fetch", &b);
         /* Enum and flag out of range. */
-        put_fetch(&b, "u", CLIENT_AUTH_POST + 1, "id", "s", "pkcs11:", 0);
+        put_fetch(&b, "u", CLIENT_AUTH_PRIVATE_KEY_JWT + 1, "id", "s", "pkcs11:", 0);
         reject_buf("fetch", &b);
         put_fetch(&b, "u", 255, "id", "s", "pkcs11:", 0);
         reject_buf("fetch", &b);
@@ -575,8 +739,43 @@ static void test_reject_fetch(void **state) {
                 OK(buf_put_u8(&b, 0));
                 for (int i = 0; i < 4; i++)
                         OK(buf_put_u32(&b, 10));
+                OK(buf_put_str(&b, NULL));
+                OK(buf_put_str(&b, NULL));
+                OK(buf_put_u32(&b, 0));
+                OK(buf_put_str(&b, NULL));
                 reject_buf("fetch", &b);
         }
+
+        /* private_key_jwt: the key URI, audience and lifetime; no secret URI. */
+        put_fetch_jwt(&b, "u", CLIENT_AUTH_PRIVATE_KEY_JWT, "id", NULL, NULL, 0, "pk:", "aud", 60, "kid");
+        valid_buf("fetch", &b);
+        put_fetch_jwt(&b, "u", CLIENT_AUTH_PRIVATE_KEY_JWT, "id", "s", NULL, 0, "pk:", "aud", 300, NULL);
+        valid_buf("fetch", &b);
+        put_fetch_jwt(&b, "u", CLIENT_AUTH_PRIVATE_KEY_JWT, "id", NULL, "pkcs11:", 0, "pk:", "aud", 60, NULL);
+        reject_buf("fetch", &b);
+        put_fetch_jwt(&b, "u", CLIENT_AUTH_PRIVATE_KEY_JWT, "id", NULL, NULL, 0, NULL, "aud", 60, NULL);
+        reject_buf("fetch", &b);
+        put_fetch_jwt(&b, "u", CLIENT_AUTH_PRIVATE_KEY_JWT, "id", NULL, NULL, 0, "pk:", NULL, 60, NULL);
+        reject_buf("fetch", &b);
+        put_fetch_jwt(&b, "u", CLIENT_AUTH_PRIVATE_KEY_JWT, "id", NULL, NULL, 0, "pk:", "aud", 0, NULL);
+        reject_buf("fetch", &b);
+        put_fetch_jwt(&b, "u", CLIENT_AUTH_PRIVATE_KEY_JWT, "id", NULL, NULL, 0, "pk:", "aud", 301, NULL);
+        reject_buf("fetch", &b);
+        put_fetch_jwt(&b, "u", CLIENT_AUTH_PRIVATE_KEY_JWT, "id", NULL, NULL, 0, id, "aud", 60, NULL);
+        reject_buf("fetch", &b);
+        put_fetch_jwt(&b, "u", CLIENT_AUTH_PRIVATE_KEY_JWT, "id", NULL, NULL, 0, "pk:", url, 60, NULL);
+        reject_buf("fetch", &b);
+        put_fetch_jwt(&b, "u", CLIENT_AUTH_PRIVATE_KEY_JWT, "id", NULL, NULL, 0, "pk:", "aud", 60, scope);
+        reject_buf("fetch", &b);
+        /* ... and basic or post carry none of them. */
+        put_fetch_jwt(&b, "u", CLIENT_AUTH_BASIC, "id", NULL, "pkcs11:", 0, "pk:", NULL, 0, NULL);
+        reject_buf("fetch", &b);
+        put_fetch_jwt(&b, "u", CLIENT_AUTH_POST, "id", NULL, "pkcs11:", 0, NULL, "aud", 0, NULL);
+        reject_buf("fetch", &b);
+        put_fetch_jwt(&b, "u", CLIENT_AUTH_POST, "id", NULL, "pkcs11:", 0, NULL, NULL, 60, NULL);
+        reject_buf("fetch", &b);
+        put_fetch_jwt(&b, "u", CLIENT_AUTH_BASIC, "id", NULL, "pkcs11:", 0, NULL, NULL, 0, "kid");
+        reject_buf("fetch", &b);
         free(url);
         free(id);
         free(scope);
@@ -641,22 +840,119 @@ static void test_reject_fetch_done(void **state) {
         free(text);
 }
 
+static void put_grant(struct buf *b, const char *secret_uri, const char *key_uri, const char *id, const char *aud,
+                      uint8_t alg) {
+        buf_init(b, 1 << 20);
+        OK(buf_put_u64(b, 3));
+        OK(buf_put_str(b, secret_uri));
+        OK(buf_put_str(b, key_uri));
+        OK(buf_put_str(b, id));
+        OK(buf_put_str(b, aud));
+        OK(buf_put_u8(b, alg));
+}
+
 static void test_reject_grant_and_request(void **state) {
-        static const char *const names[] = { "grant", "secret_request" };
-        char *uri = repeat('p', MSG_ID_MAX + 1);
+        char *uri = repeat('p', MSG_ID_MAX + 1), *url = repeat('u', MSG_URL_MAX + 1);
         struct buf b;
 
-        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
-                PAYLOAD(b, OK(buf_put_u64(&b, 3)), OK(buf_put_str(&b, "pkcs11:object=x")));
-                valid_buf(names[i], &b);
-                PAYLOAD(b, OK(buf_put_u64(&b, 3)), OK(buf_put_str(&b, NULL)));
-                reject_buf(names[i], &b);
-                PAYLOAD(b, OK(buf_put_u64(&b, 3)), OK(buf_put_str(&b, uri)));
-                reject_buf(names[i], &b);
-                PAYLOAD(b, OK(buf_put_u64(&b, 3)), OK(buf_put_bytes(&b, "pkcs11:\0", 8)));
-                reject_buf(names[i], &b);
-        }
+        /* GRANT: a secret, or a key with its client and audience. */
+        put_grant(&b, "pkcs11:object=x", NULL, NULL, NULL, 0);
+        valid_buf("grant", &b);
+        put_grant(&b, NULL, "pkcs11:object=k", "id", "aud", 0);
+        valid_buf("grant", &b);
+        put_grant(&b, NULL, "pkcs11:object=k", "id", "aud", MSG_ALG_MAX);
+        valid_buf("grant", &b);
+        put_grant(&b, NULL, NULL, NULL, NULL, 0);                          /* neither */
+        reject_buf("grant", &b);
+        put_grant(&b, "pkcs11:object=x", "pkcs11:object=k", "id", "aud", 0); /* both */
+        reject_buf("grant", &b);
+        put_grant(&b, "pkcs11:object=x", NULL, "id", NULL, 0);             /* a secret with key fields */
+        reject_buf("grant", &b);
+        put_grant(&b, "pkcs11:object=x", NULL, NULL, "aud", 0);
+        reject_buf("grant", &b);
+        put_grant(&b, "pkcs11:object=x", NULL, NULL, NULL, 1);
+        reject_buf("grant", &b);
+        put_grant(&b, NULL, "pkcs11:object=k", NULL, "aud", 0);            /* a key without client */
+        reject_buf("grant", &b);
+        put_grant(&b, NULL, "pkcs11:object=k", "id", NULL, 0);             /* ... or audience */
+        reject_buf("grant", &b);
+        put_grant(&b, NULL, "pkcs11:object=k", "id", "aud", MSG_ALG_MAX + 1);
+        reject_buf("grant", &b);
+        put_grant(&b, uri, NULL, NULL, NULL, 0);
+        reject_buf("grant", &b);
+        put_grant(&b, NULL, uri, "id", "aud", 0);
+        reject_buf("grant", &b);
+        put_grant(&b, NULL, "k", uri, "aud", 0);
+        reject_buf("grant", &b);
+        put_grant(&b, NULL, "k", "id", url, 0);
+        reject_buf("grant", &b);
+        PAYLOAD(b, OK(buf_put_u64(&b, 3)), OK(buf_put_bytes(&b, "pkcs11:\0", 8)), OK(buf_put_str(&b, NULL)),
+                OK(buf_put_str(&b, NULL)), OK(buf_put_str(&b, NULL)), OK(buf_put_u8(&b, 0)));
+        reject_buf("grant", &b);
+
+        /* SECRET_REQUEST. */
+        PAYLOAD(b, OK(buf_put_u64(&b, 3)), OK(buf_put_str(&b, "pkcs11:object=x")));
+        valid_buf("secret_request", &b);
+        PAYLOAD(b, OK(buf_put_u64(&b, 3)), OK(buf_put_str(&b, NULL)));
+        reject_buf("secret_request", &b);
+        PAYLOAD(b, OK(buf_put_u64(&b, 3)), OK(buf_put_str(&b, uri)));
+        reject_buf("secret_request", &b);
+        PAYLOAD(b, OK(buf_put_u64(&b, 3)), OK(buf_put_bytes(&b, "pkcs11:\0", 8)));
+        reject_buf("secret_request", &b);
         free(uri);
+        free(url);
+}
+
+static void test_reject_sign(void **state) {
+        uint8_t big[MSG_SIGNING_INPUT_MAX + 1] = {};
+        char *uri = repeat('p', MSG_ID_MAX + 1), *text = repeat('x', MSG_TEXT_MAX + 1);
+        struct buf b;
+
+        PAYLOAD(b, OK(buf_put_u64(&b, 3)), OK(buf_put_str(&b, "pkcs11:object=k")), OK(buf_put_bytes(&b, "a.b", 3)));
+        valid_buf("sign_request", &b);
+        PAYLOAD(b, OK(buf_put_u64(&b, 3)), OK(buf_put_str(&b, "pkcs11:object=k")), OK(buf_put_bytes(&b, NULL, 0)));
+        valid_buf("sign_request", &b);
+        PAYLOAD(b, OK(buf_put_u64(&b, 3)), OK(buf_put_str(&b, "k")), OK(buf_put_bytes(&b, big, MSG_SIGNING_INPUT_MAX)));
+        valid_buf("sign_request", &b);
+        PAYLOAD(b, OK(buf_put_u64(&b, 3)), OK(buf_put_str(&b, "k")), OK(buf_put_bytes(&b, big, sizeof big)));
+        reject_buf("sign_request", &b);
+        PAYLOAD(b, OK(buf_put_u64(&b, 3)), OK(buf_put_str(&b, NULL)), OK(buf_put_bytes(&b, "a.b", 3)));
+        reject_buf("sign_request", &b);
+        PAYLOAD(b, OK(buf_put_u64(&b, 3)), OK(buf_put_str(&b, uri)), OK(buf_put_bytes(&b, "a.b", 3)));
+        reject_buf("sign_request", &b);
+        PAYLOAD(b, OK(buf_put_u64(&b, 3)), OK(buf_put_str(&b, "k")), OK(buf_put_u32(&b, UINT32_MAX)));
+        reject_buf("sign_request", &b);
+
+#define SIG(b, err, desc, alg, data, len) \
+        PAYLOAD(b, OK(buf_put_u64(&b, 1)), OK(buf_put_u32(&b, (uint32_t) (err))), OK(buf_put_str(&b, desc)), \
+                OK(buf_put_u8(&b, alg)), OK(buf_put_bytes(&b, data, len)))
+        SIG(b, 0, NULL, 1, "\x01\x02", 2);
+        valid_buf("signature", &b);
+        SIG(b, 0, NULL, 3, NULL, 0);                                    /* the answer to "which alg?" */
+        valid_buf("signature", &b);
+        SIG(b, -EOPNOTSUPP, "no", 0, NULL, 0);
+        valid_buf("signature", &b);
+        SIG(b, 0, NULL, 0, "s", 1);                                     /* success without an alg */
+        reject_buf("signature", &b);
+        SIG(b, 0, NULL, MSG_ALG_MAX + 1, "s", 1);
+        reject_buf("signature", &b);
+        SIG(b, 0, "why", 1, "s", 1);                                    /* success with a description */
+        reject_buf("signature", &b);
+        SIG(b, -EPERM, NULL, 1, NULL, 0);                               /* an error with an alg */
+        reject_buf("signature", &b);
+        SIG(b, -EPERM, NULL, 0, "s", 1);                                /* ... or signature bytes */
+        reject_buf("signature", &b);
+        SIG(b, 1, NULL, 1, "s", 1);                                     /* not an errno */
+        reject_buf("signature", &b);
+        SIG(b, -4096, NULL, 0, NULL, 0);
+        reject_buf("signature", &b);
+        SIG(b, -EPERM, text, 0, NULL, 0);
+        reject_buf("signature", &b);
+        SIG(b, 0, NULL, 1, big, MSG_SIGNATURE_MAX + 1);
+        reject_buf("signature", &b);
+#undef SIG
+        free(uri);
+        free(text);
 }
 
 static void put_secret(struct buf *b, int32_t error, const char *description, const void *secret, size_t len) {
@@ -764,8 +1060,37 @@ static void test_encode_rejects(void **state) {
         f.client_secret_uri = NULL;
         expect_encode_fails(&out, msg_fetch_encode(&f, &out), -EINVAL);
         f = ok_fetch;
-        f.client_auth = 2;
+        f.client_auth = CLIENT_AUTH_PRIVATE_KEY_JWT; /* with a secret URI and no key */
         expect_encode_fails(&out, msg_fetch_encode(&f, &out), -EINVAL);
+        f = ok_fetch;
+        f.client_auth = 3;
+        expect_encode_fails(&out, msg_fetch_encode(&f, &out), -EINVAL);
+        f = ok_fetch;
+        f.key_id = (char *) "kid"; /* a kid with post */
+        expect_encode_fails(&out, msg_fetch_encode(&f, &out), -EINVAL);
+        f = (struct msg_fetch) { .token_url = (char *) "u", .client_id = (char *) "id",
+                                 .client_auth = CLIENT_AUTH_PRIVATE_KEY_JWT, .client_key_uri = (char *) "k",
+                                 .assertion_audience = (char *) "a", .assertion_lifetime = 60 };
+        assert_int_equal(msg_fetch_encode(&f, &out), 0);
+        out.len = 6; /* back to the marker */
+        f.assertion_lifetime = 301;
+        expect_encode_fails(&out, msg_fetch_encode(&f, &out), -EINVAL);
+        f.assertion_lifetime = 60;
+        f.key_id = long_text;
+        expect_encode_fails(&out, msg_fetch_encode(&f, &out), -EMSGSIZE);
+        expect_encode_fails(&out, msg_grant_encode(&(struct msg_grant) { .client_key_uri = (char *) "k" }, &out),
+                            -EINVAL);
+        expect_encode_fails(&out, msg_grant_encode(&(struct msg_grant) { .client_secret_uri = (char *) "s",
+                                                                         .assertion_alg = 1 }, &out), -EINVAL);
+        expect_encode_fails(&out, msg_sign_request_encode(&(struct msg_sign_request) { .signing_input_len = 1 }, &out),
+                            -EINVAL);
+        expect_encode_fails(&out, msg_sign_request_encode(&(struct msg_sign_request) {
+                .client_key_uri = (char *) "k", .signing_input = (const uint8_t *) long_token,
+                .signing_input_len = MSG_SIGNING_INPUT_MAX + 1 }, &out), -EMSGSIZE);
+        expect_encode_fails(&out, msg_signature_encode(&(struct msg_signature) { .alg = 0 }, &out), -EINVAL);
+        expect_encode_fails(&out, msg_signature_encode(&(struct msg_signature) {
+                .alg = 1, .signature = (const uint8_t *) long_token, .signature_len = MSG_SIGNATURE_MAX + 1 }, &out),
+                -EMSGSIZE);
         f = ok_fetch;
         f.allow_insecure_loopback = 2;
         expect_encode_fails(&out, msg_fetch_encode(&f, &out), -EINVAL);
@@ -1236,12 +1561,14 @@ int main(void) {
                 cmocka_unit_test(test_roundtrip_fetch),
                 cmocka_unit_test(test_roundtrip_fetch_done),
                 cmocka_unit_test(test_roundtrip_grant_and_request),
+                cmocka_unit_test(test_roundtrip_sign),
                 cmocka_unit_test(test_roundtrip_secret),
                 cmocka_unit_test(test_roundtrip_channel_and_config_done),
                 cmocka_unit_test(test_reject_hello),
                 cmocka_unit_test(test_reject_fetch),
                 cmocka_unit_test(test_reject_fetch_done),
                 cmocka_unit_test(test_reject_grant_and_request),
+                cmocka_unit_test(test_reject_sign),
                 cmocka_unit_test(test_reject_secret),
                 cmocka_unit_test(test_reject_channel_and_config_done),
                 cmocka_unit_test(test_encode_rejects),
