@@ -27,7 +27,8 @@ static bool principal_name_matches(const struct config_credential *cred, const s
 
 /* Returns 0 or -EINVAL. */
 static int credential_check(const struct config_credential *cred) {
-        if (!cred->name || (unsigned) cred->client_auth > CLIENT_AUTH_POST)
+        if (!cred->name || (unsigned) cred->client_auth > CLIENT_AUTH_PRIVATE_KEY_JWT ||
+            cred->assertion_lifetime > ASSERTION_LIFETIME_MAX)
                 return -EINVAL;
         /* A formula's text travels; the receiver compiles it again. */
         if (formula_is_formula(cred->scope) != (cred->scope_formula != NULL))
@@ -38,7 +39,8 @@ static int credential_check(const struct config_credential *cred) {
         for (size_t i = 0; i < cred->n_principals; i++) {
                 const struct config_principal *p = cred->principals[i];
 
-                if (!p->name || !p->full_name || !principal_name_matches(cred, p))
+                if (!p->name || !p->full_name || !principal_name_matches(cred, p) ||
+                    (unsigned) p->assertion_alg >= _HSM_ALG_MAX)
                         return -EINVAL;
                 /* Sorted by ascending sequence, which is unique within the credential. */
                 if (i > 0 && p->rule.sequence <= cred->principals[i - 1]->rule.sequence)
@@ -114,6 +116,12 @@ static int encode_principal(const struct config_principal *p, struct buf *b) {
         if (r >= 0)
                 r = put_str(b, p->client_secret);
         if (r >= 0)
+                r = put_str(b, p->client_key);
+        if (r >= 0)
+                r = put_str(b, p->key_id);
+        if (r >= 0)
+                r = buf_put_u8(b, (uint8_t) p->assertion_alg);
+        if (r >= 0)
                 r = put_str(b, p->file);
         if (r >= 0)
                 r = buf_put_u32(b, p->line);
@@ -149,6 +157,10 @@ static int encode_credential(const struct config_credential *cred, struct buf *b
                 r = buf_put_u32(b, cred->connect_timeout);
         if (r >= 0)
                 r = buf_put_u32(b, cred->timeout);
+        if (r >= 0)
+                r = put_str(b, cred->assertion_audience);
+        if (r >= 0)
+                r = buf_put_u32(b, cred->assertion_lifetime);
         if (r >= 0)
                 r = put_str(b, cred->file);
         if (r >= 0)
@@ -304,8 +316,8 @@ static int get_ids(struct buf *b, uint32_t **ret, size_t *ret_n) {
 
 /* Smallest encodings, for sanity checks of counts against the bytes left. */
 #define STR_MIN 4
-#define PRINCIPAL_MIN (2 * STR_MIN + 8 + 1 + 4 + 4 + 3 * STR_MIN + 4)
-#define CREDENTIAL_MIN (2 * STR_MIN + STR_MIN + 1 + STR_MIN + 4 + 1 + 4 * 4 + STR_MIN + 4 + 4)
+#define PRINCIPAL_MIN (2 * STR_MIN + 8 + 1 + 4 + 4 + 5 * STR_MIN + 1 + 4)
+#define CREDENTIAL_MIN (2 * STR_MIN + STR_MIN + 1 + STR_MIN + 4 + 1 + 4 * 4 + STR_MIN + 4 + STR_MIN + 4 + 4)
 
 /* Fills P (zeroed, owned by the credential being built: freed by config_free()). */
 static int decode_principal(struct buf *b, struct config_principal *p) {
@@ -327,6 +339,18 @@ static int decode_principal(struct buf *b, struct config_principal *p) {
         if (r >= 0)
                 r = get_str(b, &p->client_secret);
         if (r >= 0)
+                r = get_str(b, &p->client_key);
+        if (r >= 0)
+                r = get_str(b, &p->key_id);
+        if (r >= 0) {
+                uint8_t alg;
+
+                r = buf_get_u8(b, &alg);
+                if (r >= 0 && alg >= _HSM_ALG_MAX)
+                        r = -EBADMSG;
+                p->assertion_alg = (enum hsm_alg) alg;
+        }
+        if (r >= 0)
                 r = get_str(b, &p->file);
         if (r >= 0)
                 r = buf_get_u32(b, &p->line);
@@ -347,7 +371,7 @@ static int decode_credential(struct buf *b, struct config_credential *cred) {
                 r = buf_get_u8(b, &client_auth);
         if (r < 0)
                 return r;
-        if (client_auth > CLIENT_AUTH_POST)
+        if (client_auth > CLIENT_AUTH_PRIVATE_KEY_JWT)
                 return -EBADMSG;
         cred->client_auth = (enum client_auth) client_auth;
         r = get_str(b, &cred->scope);
@@ -384,6 +408,10 @@ static int decode_credential(struct buf *b, struct config_credential *cred) {
                 r = buf_get_u32(b, &cred->connect_timeout);
         if (r >= 0)
                 r = buf_get_u32(b, &cred->timeout);
+        if (r >= 0)
+                r = get_str(b, &cred->assertion_audience);
+        if (r >= 0)
+                r = buf_get_u32(b, &cred->assertion_lifetime);
         if (r >= 0)
                 r = get_str(b, &cred->file);
         if (r >= 0)

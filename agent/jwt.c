@@ -187,7 +187,7 @@ int jwt_claims_json(const struct jwt_claims *c, char **ret) {
         int r;
 
         if (!c || !c->client_id || !c->audience || !c->jti || !printable_ascii(c->client_id, JWT_ID_MAX) ||
-            !printable_ascii(c->audience, JWT_ID_MAX) || !jti_is_valid(c->jti))
+            !printable_ascii(c->audience, JWT_AUDIENCE_MAX) || !jti_is_valid(c->jti))
                 return -EINVAL;
         o = json_object_new_object();
         if (!o)

@@ -24,11 +24,12 @@
 
 #define JWT_LIFETIME_MAX 300            /* s: longest exp - iat hsm signs (RFC 7523 §3: short-lived) */
 #define JWT_CLOCK_SKEW 60               /* s: iat may be this far ahead, exp this far behind */
-#define JWT_SIGNING_INPUT_MAX 4096      /* bytes of "header.payload" */
+#define JWT_SIGNING_INPUT_MAX 8192      /* bytes of "header.payload" (MSG_SIGNING_INPUT_MAX) */
 #define JWT_JTI_BYTES 16                /* random bytes in a jti: 128 bits */
 #define JWT_JTI_LEN 22                  /* their base64url length */
 #define JWT_KID_MAX 256                 /* bytes, printable ASCII */
-#define JWT_ID_MAX 1024                 /* bytes of client_id and audience (MSG_ID_MAX) */
+#define JWT_ID_MAX 1024                 /* bytes of a client_id (MSG_ID_MAX) */
+#define JWT_AUDIENCE_MAX 2048           /* bytes of an audience (MSG_URL_MAX) */
 
 /* Appends base64url (RFC 4648 §5, no padding) of DATA (LEN bytes) to OUT, with OpenSSL's
  * encoder and the alphabet translated.  Returns 0, -EMSGSIZE (OUT too small: unchanged). */
@@ -54,8 +55,8 @@ struct jwt_claims {
  * Returns 0, -EINVAL (bad ALG, KID empty, over JWT_KID_MAX or not printable ASCII), -ENOMEM. */
 int jwt_header_json(enum hsm_alg alg, const char *kid, char **ret);
 
-/* The claims JSON, malloc()ed in *RET.  Returns 0, -EINVAL (a NULL or empty string, one over
- * JWT_ID_MAX, a jti that is not 16 … 128 base64url characters), -ENOMEM. */
+/* The claims JSON, malloc()ed in *RET.  Returns 0, -EINVAL (a NULL or empty string, one that
+ * is not printable ASCII, a client_id over JWT_ID_MAX, an audience over JWT_AUDIENCE_MAX, a jti that is not 16 … 128 base64url characters), -ENOMEM. */
 int jwt_claims_json(const struct jwt_claims *c, char **ret);
 
 /* A fresh jti: JWT_JTI_BYTES from RAND_bytes(), base64url, into RET (JWT_JTI_LEN + 1 bytes).

@@ -45,6 +45,9 @@ static void principal_eq(const struct config_principal *a, const struct config_p
         ids_eq((const uint32_t *) a->rule.gids, a->rule.n_gids, (const uint32_t *) b->rule.gids, b->rule.n_gids);
         str_eq(a->client_id, b->client_id);
         str_eq(a->client_secret, b->client_secret);
+        str_eq(a->client_key, b->client_key);
+        str_eq(a->key_id, b->key_id);
+        assert_int_equal(a->assertion_alg, b->assertion_alg);
         str_eq(a->file, b->file);
         assert_int_equal(a->line, b->line);
 }
@@ -68,6 +71,8 @@ static void credential_eq(const struct config_credential *a, const struct config
         assert_int_equal(a->max_ttl, b->max_ttl);
         assert_int_equal(a->connect_timeout, b->connect_timeout);
         assert_int_equal(a->timeout, b->timeout);
+        str_eq(a->assertion_audience, b->assertion_audience);
+        assert_int_equal(a->assertion_lifetime, b->assertion_lifetime);
         str_eq(a->file, b->file);
         assert_int_equal(a->line, b->line);
         assert_int_equal(a->n_principals, b->n_principals);
@@ -247,6 +252,24 @@ static void test_loaded_config(void **state) {
                 "client_id = reports-root\n"
                 "client_secret = pkcs11:object=reports-root\n"
                 "users = 0\n");
+        write_file("conf.d/30-jwt.conf",
+                "[credential Signed]\n"
+                "token_url = https://idp.example.com/signed\n"
+                "client_auth = private_key_jwt\n"
+                "assertion_audience = https://idp.example.com\n"
+                "assertion_lifetime = 120\n"
+                "[principal Signed.Batch]\n"
+                "sequence = 1\n"
+                "client_id = signed-batch\n"
+                "client_key = pkcs11:token=credagent;object=Signed.Batch;type=private\n"
+                "key_id = batch-2024\n"
+                "assertion_alg = PS256\n"
+                "users = *\n"
+                "[principal Signed.Ec]\n"
+                "sequence = 2\n"
+                "client_id = signed-ec\n"
+                "client_key = pkcs11:object=Signed.Ec\n"
+                "users = 0\n");
 
         snprintf(path, sizeof path, "%s/credagent.conf", dir);
         r = config_load(path, 0, &c, &errors);
@@ -255,7 +278,9 @@ static void test_loaded_config(void **state) {
         assert_int_equal(r, 0);
 
         /* What was loaded is what this test is about: several of everything. */
-        assert_int_equal(c->n_credentials, 3);
+        assert_int_equal(c->n_credentials, 4);
+        assert_int_equal(c->credentials[3]->client_auth, CLIENT_AUTH_PRIVATE_KEY_JWT);
+        assert_int_equal(c->credentials[3]->principals[0]->assertion_alg, HSM_ALG_PS256);
         assert_non_null(c->credentials[2]->scope_formula);
         assert_true(c->n_users > 0 && c->n_groups > 0);
         assert_int_equal(c->credentials[0]->n_principals, 3);
@@ -272,6 +297,11 @@ static void test_loaded_config(void **state) {
         assert_string_equal(cred->principals[0]->name, "Root");
         assert_true(cred->principals[1]->rule.sequence == UINT64_MAX - 1);
         assert_ptr_equal(config_find_principal(d, "Billing_API.Ops"), d->credentials[0]->principals[1]);
+        /* private_key_jwt's fields, set and unset (credential_eq() compared every one). */
+        assert_string_equal(config_find_principal(d, "Signed.Batch")->key_id, "batch-2024");
+        assert_null(config_find_principal(d, "Signed.Ec")->key_id);
+        assert_null(config_find_principal(d, "Signed.Ec")->client_secret);
+        assert_int_equal(config_find_credential(d, "Signed")->assertion_lifetime, 120);
         assert_string_equal(d->credentials[0]->principals[1]->file, c->credentials[0]->principals[1]->file);
         assert_non_null(strstr(d->credentials[0]->principals[1]->file, "conf.d/10-ops.conf"));
         /* The name tables came along: the decoded side answers as the loaded one. */
@@ -484,7 +514,13 @@ static void test_encode_rejects(void **state) {
         x.p[0].rule.sequence = 3;               /* not ascending */
         expect_encode_fails(&x.c, -EINVAL);
         fixture_init(&x);
-        x.cred.client_auth = (enum client_auth) 2;
+        x.cred.client_auth = (enum client_auth) 3;
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.cred.assertion_lifetime = ASSERTION_LIFETIME_MAX + 1;
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.p[1].assertion_alg = _HSM_ALG_MAX;
         expect_encode_fails(&x.c, -EINVAL);
         fixture_init(&x);
         x.refresh[0] = 99;
@@ -689,13 +725,20 @@ static void test_decode_rejects(void **state) {
         uint8_t *p;
         size_t n, at;
 
-        /* client_auth 2: its byte follows token_url ("https://idp/token"). */
+        /* client_auth 3: its byte follows token_url ("https://idp/token"). */
         fixture_init(&x);
         payload_of(&x.c, &p, &n);
         at = find(p, n, "https://idp/token", 17) + 17;
         assert_int_equal(p[at], CLIENT_AUTH_BASIC);
-        p[at] = 2;
+        p[at] = 3;
         expect_decode_fails(p, n);
+        p[at] = CLIENT_AUTH_PRIVATE_KEY_JWT; /* a valid value: the payload decodes */
+        {
+                struct config *d = NULL;
+                assert_int_equal(config_decode(p, n, &d), 0);
+                assert_int_equal(d->credentials[0]->client_auth, CLIENT_AUTH_PRIVATE_KEY_JWT);
+                config_free(d);
+        }
         /* allow_insecure_loopback 2: after scope (NULL), the count 1 and the status 403. */
         p[at] = CLIENT_AUTH_BASIC;
         at = find(p, n, "\x00\x00\x00\x01\x00\x00\x01\x93", 8) + 8; /* n_refresh_status 1, 403 */
@@ -815,6 +858,8 @@ static void put_credential(struct buf *b, const char *name, uint32_t n_principal
         assert_int_equal(buf_put_u8(b, 0), 0);      /* allow_insecure_loopback */
         for (int i = 0; i < 4; i++)
                 assert_int_equal(buf_put_u32(b, 1), 0);
+        assert_int_equal(buf_put_str(b, NULL), 0);  /* assertion_audience */
+        assert_int_equal(buf_put_u32(b, 60), 0);    /* assertion_lifetime */
         assert_int_equal(buf_put_str(b, NULL), 0);  /* file */
         assert_int_equal(buf_put_u32(b, 1), 0);     /* line */
         assert_int_equal(buf_put_u32(b, n_principals), 0);
@@ -829,8 +874,12 @@ static void put_principal(struct buf *b, const char *name, const char *full_name
         for (uint32_t i = 0; i < n_uids; i++)
                 assert_int_equal(buf_put_u32(b, i), 0);
         assert_int_equal(buf_put_u32(b, 0), 0);     /* gids */
-        for (int i = 0; i < 3; i++)
-                assert_int_equal(buf_put_str(b, NULL), 0);
+        for (int i = 0; i < 2; i++)
+                assert_int_equal(buf_put_str(b, NULL), 0); /* client_id, client_secret */
+        assert_int_equal(buf_put_str(b, NULL), 0);  /* client_key */
+        assert_int_equal(buf_put_str(b, NULL), 0);  /* key_id */
+        assert_int_equal(buf_put_u8(b, 0), 0);      /* assertion_alg */
+        assert_int_equal(buf_put_str(b, NULL), 0);  /* file */
         assert_int_equal(buf_put_u32(b, 0), 0);     /* line */
 }
 
