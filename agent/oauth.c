@@ -29,6 +29,9 @@
 #define OAUTH_LOW_SPEED_TIME 10
 
 static const char grant_type_prefix[] = "grant_type=client_credentials";
+/* RFC 7523 §2.2, already form-urlencoded. */
+static const char assertion_type_param[] =
+        "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=";
 
 void oauth_result_clear(struct oauth_result *r) {
         if (!r)
@@ -144,14 +147,18 @@ int oauth_basic_authorization(const char *client_id, const struct secbuf *secret
 
 int oauth_token_request_body(const struct oauth_request *req, struct secbuf **ret) {
         _cleanup_secbuf_ struct secbuf *body = NULL;
-        bool with_scope, post;
+        bool with_scope, post, jwt;
         size_t len;
         int r;
 
         if (!req || !ret)
                 return -EINVAL;
         post = req->client_auth == CLIENT_AUTH_POST;
+        jwt = req->client_auth == CLIENT_AUTH_PRIVATE_KEY_JWT;
         if (post && (!req->client_id || !req->client_secret))
+                return -EINVAL;
+        /* Exactly one authentication method (RFC 6749 §2.3). */
+        if (jwt ? !req->client_assertion || !req->client_assertion[0] || req->client_secret : !!req->client_assertion)
                 return -EINVAL;
         with_scope = req->scope && req->scope[0];
 
@@ -170,6 +177,13 @@ int oauth_token_request_body(const struct oauth_request *req, struct secbuf **re
                         return -EMSGSIZE;
                 len += strlen("&client_id=") + form_encoded_len((const unsigned char *) req->client_id, n);
                 len += strlen("&client_secret=") + form_encoded_len(req->client_secret->data, req->client_secret->len);
+        }
+        if (jwt) {
+                size_t n = strlen(req->client_assertion);
+
+                if (n > SECBUF_MAX)
+                        return -EMSGSIZE;
+                len += strlen(assertion_type_param) + form_encoded_len((const unsigned char *) req->client_assertion, n);
         }
         if (len > SECBUF_MAX)
                 return -EMSGSIZE;
@@ -191,6 +205,11 @@ int oauth_token_request_body(const struct oauth_request *req, struct secbuf **re
                         r = secbuf_append_str(body, "&client_secret=");
                 if (r >= 0)
                         r = oauth_form_urlencode(req->client_secret->data, req->client_secret->len, body);
+        }
+        if (r >= 0 && jwt) {
+                r = secbuf_append_str(body, assertion_type_param);
+                if (r >= 0)
+                        r = oauth_form_urlencode(req->client_assertion, strlen(req->client_assertion), body);
         }
         if (r < 0)
                 return r;
@@ -531,11 +550,19 @@ static int xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
 }
 
 /* True when BODY contains SECRET raw, form-urlencoded (as a post body carries it), or the
- * Base64 credentials of BASIC (may be NULL): an answer that echoes the request. */
-static bool echoes_credentials(const struct secbuf *body, const struct secbuf *secret, const struct secbuf *basic) {
+ * Base64 credentials of BASIC (may be NULL), or the client ASSERTION or its signature (for
+ * private_key_jwt, SECRET is NULL): an answer that echoes the request. */
+static bool echoes_credentials(const struct secbuf *body, const struct secbuf *secret, const struct secbuf *basic,
+                               const char *assertion) {
         _cleanup_secbuf_ struct secbuf *enc = NULL;
         static const char prefix[] = "Basic ";
 
+        if (assertion) {
+                const char *sig = strrchr(assertion, '.');
+
+                return memmem(body->data, body->len, assertion, strlen(assertion)) ||
+                       (sig && sig[1] && memmem(body->data, body->len, sig + 1, strlen(sig + 1)));
+        }
         if (memmem(body->data, body->len, secret->data, secret->len))
                 return true;
         if (basic && basic->len > sizeof prefix - 1 &&
@@ -718,7 +745,9 @@ int oauth_fetch(const struct oauth_request *req, const volatile int *abort, stru
         int r;
 
         memset(ret, 0, sizeof *ret);
-        if (!req || !req->token_url || !req->client_id || !req->client_secret) {
+        if (!req || !req->token_url || !req->client_id ||
+            (req->client_auth == CLIENT_AUTH_PRIVATE_KEY_JWT ? !req->client_assertion || req->client_secret
+                                                            : !req->client_secret || req->client_assertion)) {
                 result_set(ret, OAUTH_LOCAL_ERROR, "incomplete token request");
                 return 0;
         }
@@ -755,7 +784,8 @@ int oauth_fetch(const struct oauth_request *req, const volatile int *abort, stru
                 goto oom;
 
         /* Exactly one client authentication method: the Authorization header for basic,
-         * the body parameters for post (RFC 6749 §2.3: "MUST NOT use more than one"). */
+         * the body parameters for post and private_key_jwt (RFC 6749 §2.3: "MUST NOT use more
+         * than one"). */
         if ((auth_header && slist_add(&headers, (const char *) auth_header->data) < 0) ||
             slist_add(&headers, "Accept: application/json") < 0 ||
             slist_add(&headers, "Content-Type: application/x-www-form-urlencoded") < 0 ||
@@ -826,7 +856,7 @@ int oauth_fetch(const struct oauth_request *req, const volatile int *abort, stru
         } else if (ret->outcome == OAUTH_BAD_RESPONSE && resp.body->len > 0 &&
                    !looks_like_json(NULL, resp.body->data, resp.body->len) &&
                    !memmem(resp.body->data, resp.body->len, "access_token", strlen("access_token")) &&
-                   !echoes_credentials(resp.body, req->client_secret, basic)) {
+                   !echoes_credentials(resp.body, req->client_secret, basic, req->client_assertion)) {
                 /* A short excerpt of a body that is not JSON (an HTML error page, a proxy
                  * banner).  Never of JSON, which may hold a token or echo the request, nor
                  * of anything naming an access_token (a form-encoded token answer), nor

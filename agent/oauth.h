@@ -9,7 +9,8 @@
 #include "secmem.h"
 
 /* The OAuth 2.0 client: the client-credentials grant (RFC 6749 §4.4) with
- * client_secret_basic or client_secret_post (§2.3.1), one authentication method per request.
+ * client_secret_basic or client_secret_post (§2.3.1), or private_key_jwt (RFC 7523 §2.2, a
+ * client assertion signed elsewhere: agent/jwt.h), one authentication method per request.
  * libcurl with TLS verification always on; redirects never followed; response capped at
  * OAUTH_RESPONSE_MAX bytes. */
 
@@ -47,7 +48,9 @@ struct oauth_request {
         const char *token_url;
         enum client_auth client_auth;
         const char *client_id;
-        const struct secbuf *client_secret;
+        const struct secbuf *client_secret; /* basic and post only; NULL for private_key_jwt */
+        const char *client_assertion;     /* private_key_jwt only: the signed JWT (a credential for
+                                             its lifetime: keep it in locked memory); else NULL */
         const char *scope;                /* may be NULL */
         const char *ca_file;              /* may be NULL: libcurl's default bundle */
         bool allow_insecure_loopback;     /* permit http:// to 127.0.0.0/8 or ::1 */
@@ -72,9 +75,13 @@ int oauth_basic_authorization(const char *client_id, const struct secbuf *secret
 
 /* Builds the application/x-www-form-urlencoded body of the token request into a new secbuf:
  * "grant_type=client_credentials" [+ "&scope=…"] and, for CLIENT_AUTH_POST,
- * "&client_id=…&client_secret=…".  A NULL or empty scope sends no scope parameter; for
- * CLIENT_AUTH_BASIC the body holds neither client id nor secret.  Returns 0, -EMSGSIZE,
- * -ENOMEM, or -EINVAL (CLIENT_AUTH_POST without client id or secret). */
+ * "&client_id=…&client_secret=…", for CLIENT_AUTH_PRIVATE_KEY_JWT
+ * "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer
+ * &client_assertion=…" (RFC 7523 §2.2; no client_id: the assertion's sub names the client).
+ * A NULL or empty scope sends no scope parameter; for CLIENT_AUTH_BASIC the body holds
+ * neither client id nor secret.  Returns 0, -EMSGSIZE, -ENOMEM, or -EINVAL (CLIENT_AUTH_POST
+ * without client id or secret, CLIENT_AUTH_PRIVATE_KEY_JWT without an assertion or with a
+ * secret, an assertion with basic or post: exactly one method). */
 int oauth_token_request_body(const struct oauth_request *req, struct secbuf **ret);
 
 /* Parses a token endpoint answer (HTTP status HTTP_STATUS, Content-Type CONTENT_TYPE which
@@ -118,6 +125,8 @@ int oauth_parse_token_response(long http_status, const char *content_type, const
  * to an IP literal in 127.0.0.0/8 or [::1] with ALLOW_INSECURE_LOOPBACK, and carry no user
  * information; otherwise OAUTH_LOCAL_ERROR without any connection.  No proxy, no
  * redirect, HTTP/1.1, TLS ≥ 1.2; with CA_FILE only that bundle is trusted.
+ * Basic and post need CLIENT_SECRET, private_key_jwt needs CLIENT_ASSERTION (and sends no
+ * Authorization header); otherwise OAUTH_LOCAL_ERROR "incomplete token request".
  * Returns 0 when *RET holds an outcome, -ENOMEM otherwise (then *RET also says
  * OAUTH_LOCAL_ERROR "out of memory").  Needs oauth_global_init() once per process. */
 int oauth_fetch(const struct oauth_request *req, const volatile int *abort, struct oauth_result *ret);

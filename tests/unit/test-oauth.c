@@ -196,6 +196,55 @@ static void test_body_post(void **state) {
                    "&client_secret=" SECRET_ENC);
 }
 
+/* A JWS compact serialisation: only base64url characters and dots, which form-urlencoding
+ * keeps as they are. */
+#define ASSERTION "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJ4In0.c2lnbmF0dXJl-_"
+#define ASSERTION_PARAMS \
+        "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=" \
+        ASSERTION
+
+static int jwt_body(const char *assertion, const struct secbuf *secret, enum client_auth auth, const char *scope,
+                    struct secbuf **ret) {
+        struct oauth_request req = {
+                .token_url = "https://idp.invalid/token",
+                .client_auth = auth,
+                .client_id = CLIENT_ID,
+                .client_secret = secret,
+                .client_assertion = assertion,
+                .scope = scope,
+        };
+
+        return oauth_token_request_body(&req, ret);
+}
+
+static void test_body_private_key_jwt(void **state) {
+        _cleanup_secbuf_ struct secbuf *secret = secbuf_from_str(SECRET);
+        struct secbuf *body = NULL;
+
+        /* RFC 7523 §2.2: the assertion and its type, no client_id, no secret. */
+        assert_int_equal(jwt_body(ASSERTION, NULL, CLIENT_AUTH_PRIVATE_KEY_JWT, NULL, &body), 0);
+        assert_string_equal((const char *) body->data, "grant_type=client_credentials" ASSERTION_PARAMS);
+        assert_int_equal(body->len, strlen("grant_type=client_credentials" ASSERTION_PARAMS));
+        body = secbuf_free(body);
+        assert_int_equal(jwt_body(ASSERTION, NULL, CLIENT_AUTH_PRIVATE_KEY_JWT, "read write:all", &body), 0);
+        assert_string_equal((const char *) body->data,
+                            "grant_type=client_credentials&scope=read+write%3Aall" ASSERTION_PARAMS);
+        body = secbuf_free(body);
+        /* Anything outside the base64url alphabet would be encoded (no such JWS exists). */
+        assert_int_equal(jwt_body("a+b c", NULL, CLIENT_AUTH_PRIVATE_KEY_JWT, NULL, &body), 0);
+        assert_non_null(strstr((const char *) body->data, "&client_assertion=a%2Bb+c"));
+        body = secbuf_free(body);
+
+        /* Exactly one method: no assertion, an empty one, or a secret beside it are refused;
+         * basic and post never carry an assertion. */
+        assert_int_equal(jwt_body(NULL, NULL, CLIENT_AUTH_PRIVATE_KEY_JWT, NULL, &body), -EINVAL);
+        assert_int_equal(jwt_body("", NULL, CLIENT_AUTH_PRIVATE_KEY_JWT, NULL, &body), -EINVAL);
+        assert_int_equal(jwt_body(ASSERTION, secret, CLIENT_AUTH_PRIVATE_KEY_JWT, NULL, &body), -EINVAL);
+        assert_int_equal(jwt_body(ASSERTION, secret, CLIENT_AUTH_POST, NULL, &body), -EINVAL);
+        assert_int_equal(jwt_body(ASSERTION, secret, CLIENT_AUTH_BASIC, NULL, &body), -EINVAL);
+        assert_null(body);
+}
+
 static void test_body_post_needs_id(void **state) {
         _cleanup_secbuf_ struct secbuf *secret = secbuf_from_str(SECRET);
         struct secbuf *body = NULL;
@@ -795,6 +844,10 @@ static void check_fetch_method(enum client_auth auth) {
 
         server_start(&s, SERVE_ANSWER, answer, alen, NULL);
         request_init(&req, s.url, auth, secret);
+        if (auth == CLIENT_AUTH_PRIVATE_KEY_JWT) {
+                req.client_secret = NULL;
+                req.client_assertion = ASSERTION;
+        }
         assert_int_equal(oauth_fetch(&req, NULL, &r), 0);
         got = server_finish(&s, &status);
         assert_int_equal(status, 0);
@@ -812,6 +865,8 @@ static void check_fetch_method(enum client_auth auth) {
         body += 4;
         if (auth == CLIENT_AUTH_BASIC)
                 expected_body = "grant_type=client_credentials&scope=read+write";
+        else if (auth == CLIENT_AUTH_PRIVATE_KEY_JWT)
+                expected_body = "grant_type=client_credentials&scope=read+write" ASSERTION_PARAMS;
         else
                 expected_body = "grant_type=client_credentials&scope=read+write&client_id=" CLIENT_ID_ENC
                                 "&client_secret=" SECRET_ENC;
@@ -840,6 +895,11 @@ static void check_fetch_method(enum client_auth auth) {
         /* one authentication method: no secret anywhere but where it belongs */
         assert_int_equal(header_count(got, "Expect", host, sizeof host), 0);
         assert_int_equal(header_count(got, "Proxy-Authorization", host, sizeof host), 0);
+        if (auth == CLIENT_AUTH_PRIVATE_KEY_JWT) {
+                assert_null(strstr(got, SECRET));
+                assert_null(strstr(got, SECRET_ENC));
+                assert_null(strstr(got, "client_id="));
+        }
 
         oauth_result_clear(&r);
         free(got);
@@ -866,6 +926,30 @@ static void test_fetch_basic(void **state) {
 
 static void test_fetch_post(void **state) {
         check_fetch_method(CLIENT_AUTH_POST);
+}
+
+static void test_fetch_private_key_jwt(void **state) {
+        _cleanup_secbuf_ struct secbuf *secret = secbuf_from_str(SECRET);
+        struct oauth_request req;
+        struct oauth_result r = {};
+
+        check_fetch_method(CLIENT_AUTH_PRIVATE_KEY_JWT);
+
+        /* Without its assertion, or with a secret as well: refused before any connection. */
+        request_init(&req, "http://127.0.0.1:9/token", CLIENT_AUTH_PRIVATE_KEY_JWT, NULL);
+        assert_int_equal(oauth_fetch(&req, NULL, &r), 0);
+        assert_int_equal(r.outcome, OAUTH_LOCAL_ERROR);
+        assert_string_equal(r.description, "incomplete token request");
+        req.client_assertion = ASSERTION;
+        req.client_secret = secret;
+        assert_int_equal(oauth_fetch(&req, NULL, &r), 0);
+        assert_int_equal(r.outcome, OAUTH_LOCAL_ERROR);
+        assert_string_equal(r.description, "incomplete token request");
+        request_init(&req, "http://127.0.0.1:9/token", CLIENT_AUTH_BASIC, secret);
+        req.client_assertion = ASSERTION;
+        assert_int_equal(oauth_fetch(&req, NULL, &r), 0);
+        assert_int_equal(r.outcome, OAUTH_LOCAL_ERROR);
+        oauth_result_clear(&r);
 }
 
 /* Runs one fetch against a server in MODE answering ANSWER; checks the outcome. */
@@ -1331,12 +1415,14 @@ int main(void) {
                 cmocka_unit_test(test_body_basic),
                 cmocka_unit_test(test_body_post),
                 cmocka_unit_test(test_body_post_needs_id),
+                cmocka_unit_test(test_body_private_key_jwt),
                 cmocka_unit_test(test_parse_cases),
                 cmocka_unit_test(test_parse_size_limits),
                 cmocka_unit_test(test_parse_depth_bomb),
                 cmocka_unit_test(test_parse_null_body),
                 cmocka_unit_test(test_fetch_basic),
                 cmocka_unit_test(test_fetch_post),
+                cmocka_unit_test(test_fetch_private_key_jwt),
                 cmocka_unit_test(test_fetch_idp_error),
                 cmocka_unit_test(test_fetch_html),
                 cmocka_unit_test(test_fetch_5xx),
