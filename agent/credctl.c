@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "agent/config.h"
+#include "agent/credctl-key.h"
 #include "agent/credctl-secret.h"
 #include "build-config.h"
 #include "ipc/client.h"
@@ -37,9 +38,11 @@ static void usage(FILE *f) {
               "  secret ls              list the labels of stored secrets\n"
               "  secret rm CRED.PRINCIPAL\n"
               "                         delete a stored secret\n"
+              "  key generate CRED.PRINCIPAL [--alg ES256|RS256|PS256]\n"
+              "                         make a private_key_jwt signing key in the token, print its URI and public key\n"
               "\n"
               "  -a, --socket SOCKET    agent socket (default $CREDAGENT_SOCK, then the default path)\n"
-              "  -f, --config CONFIG    configuration (secret commands only; they use the token directly)\n"
+              "  -f, --config CONFIG    configuration (secret and key commands only; they use the token directly)\n"
               "  -h, --help             this text\n",
               f);
 }
@@ -307,6 +310,8 @@ int main(int argc, char **argv) {
                 return cmd_whoami(argc, argv);
         if (strcmp(argv[0], "secret") == 0)
                 return cmd_secret(argc, argv);
+        if (strcmp(argv[0], "key") == 0)
+                return credctl_key_main(config_arg, argc, argv);
         fprintf(stderr, "credctl: unknown command \"%s\"\n", argv[0]);
         usage(stderr);
         return 2;

@@ -502,18 +502,33 @@ static int front_fetch_start(void *userdata, struct tokcache_entry *e, const str
                              const char *scope) {
         struct frontproc *f = userdata;
         const struct config_credential *cred = p->credential;
-        struct msg_grant g = { .client_secret_uri = p->client_secret };
+        /* private_key_jwt: hsm may sign, for this fetch only, an assertion of this client for
+         * this audience (the token endpoint unless configured); otherwise net may read the
+         * secret. */
+        bool jwt = cred->client_auth == CLIENT_AUTH_PRIVATE_KEY_JWT;
+        char *audience = jwt ? (cred->assertion_audience ?: cred->token_url) : NULL;
+        struct msg_grant g = {
+                .client_secret_uri = jwt ? NULL : p->client_secret,
+                .client_key_uri = jwt ? p->client_key : NULL,
+                .client_id = jwt ? p->client_id : NULL,
+                .audience = audience,
+                .assertion_alg = jwt ? (uint8_t) p->assertion_alg : 0,
+        };
         struct msg_fetch m = {
                 .token_url = cred->token_url,
                 .client_auth = (uint8_t) cred->client_auth,
                 .client_id = p->client_id,
                 .scope = (char *) scope,
-                .client_secret_uri = p->client_secret,
+                .client_secret_uri = jwt ? NULL : p->client_secret,
                 .allow_insecure_loopback = cred->allow_insecure_loopback,
                 .connect_timeout = cred->connect_timeout,
                 .timeout = cred->timeout,
                 .default_ttl = cred->default_ttl,
                 .max_ttl = cred->max_ttl,
+                .client_key_uri = jwt ? p->client_key : NULL,
+                .assertion_audience = audience,
+                .assertion_lifetime = jwt ? cred->assertion_lifetime : 0,
+                .key_id = jwt ? p->key_id : NULL,
         };
         char *scope_copy = NULL;
         struct buf b;
@@ -723,7 +738,11 @@ static const struct config_principal *rebind_principal(void *userdata, const str
                 return NULL;
         if (strcmp(p->credential->token_url, old->credential->token_url) != 0 ||
             p->credential->client_auth != old->credential->client_auth ||
-            strcmp(p->client_id, old->client_id) != 0 || strcmp(p->client_secret, old->client_secret) != 0 ||
+            strcmp(p->client_id, old->client_id) != 0 || strcmp_null(p->client_secret, old->client_secret) != 0 ||
+            strcmp_null(p->client_key, old->client_key) != 0 || strcmp_null(p->key_id, old->key_id) != 0 ||
+            p->assertion_alg != old->assertion_alg ||
+            strcmp_null(p->credential->assertion_audience, old->credential->assertion_audience) != 0 ||
+            p->credential->assertion_lifetime != old->credential->assertion_lifetime ||
             strcmp_null(p->credential->scope, scope) != 0)
                 return NULL;
         return p;

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/jwt.h"
 #include "agent/netproc.h"
 #include "agent/oauth.h"
 #include "agent/procutil.h"
@@ -18,14 +19,18 @@
 #include "log.h"
 #include "secmem.h"
 
-/* A worker waiting for hsm's answer. */
+/* A worker waiting for hsm's answer: a SECRET or a SIGNATURE. */
 struct secret_wait {
         struct secret_wait *next;
         uint64_t fetch_id;
+        uint8_t want;              /* MSG_SECRET or MSG_SIGNATURE */
         bool done;
         int error;                 /* 0 or negative errno */
         char description[MSG_TEXT_MAX + 1];
-        struct secbuf *secret;
+        struct secbuf *secret;     /* SECRET */
+        uint8_t alg;               /* SIGNATURE: enum hsm_alg */
+        uint8_t signature[MSG_SIGNATURE_MAX];
+        size_t signature_len;
 };
 
 struct netproc {
@@ -70,48 +75,61 @@ static void fail_fetch(struct netproc *n, uint64_t id, enum api_error e, const c
         send_done(n, &d);
 }
 
-/* Asks hsm for the secret of fetch ID and waits for it.  Returns 0 and the secret, or a
- * negative errno with a description for the caller. */
-static int get_secret(struct netproc *n, const struct msg_fetch *f, struct secbuf **ret, char *why, size_t why_size) {
-        struct msg_secret_request req = { .fetch_id = f->fetch_id, .client_secret_uri = f->client_secret_uri };
-        struct secret_wait w = { .fetch_id = f->fetch_id };
+/* Sends the request in B to hsm and waits for the answer W->want for W->fetch_id.  Returns 0
+ * (W filled) or a negative errno, with a description for the caller in WHY. */
+static int hsm_ask(struct netproc *n, const struct buf *b, struct secret_wait *w, char *why, size_t why_size) {
         struct timespec deadline;
-        struct buf b;
         int r;
 
         clock_gettime(CLOCK_MONOTONIC, &deadline);
         deadline.tv_sec += NETPROC_SECRET_WAIT_MS / 1000;
 
-        buf_init(&b, msg_channel_max(CHAN_NET_HSM));
-        r = msg_secret_request_encode(&req, &b);
         pthread_mutex_lock(&n->lock);
-        if (r == 0)
-                r = n->hsm_fd >= 0 ? msg_send(n->hsm_fd, &b, -1) : -ENOTCONN;
+        r = n->hsm_fd >= 0 ? msg_send(n->hsm_fd, b, -1) : -ENOTCONN;
         if (r == 0) {
-                w.next = n->waits;
-                n->waits = &w;
-                while (!w.done && !n->abort)
+                w->next = n->waits;
+                n->waits = w;
+                while (!w->done && !n->abort)
                         if (pthread_cond_timedwait(&n->cond, &n->lock, &deadline) == ETIMEDOUT)
                                 break;
-                if (!w.done) {
+                if (!w->done) {
                         for (struct secret_wait **p = &n->waits; *p; p = &(*p)->next)
-                                if (*p == &w) {
-                                        *p = w.next;
+                                if (*p == w) {
+                                        *p = w->next;
                                         break;
                                 }
                         r = n->abort ? -ECANCELED : -ETIMEDOUT;
                 } else
-                        r = w.error;
+                        r = w->error;
         }
         pthread_mutex_unlock(&n->lock);
-        buf_done(&b);
 
-        if (r < 0) {
+        if (r < 0)
                 snprintf(why, why_size, "%s",
-                         w.description[0]  ? w.description :
+                         w->description[0] ? w->description :
                          r == -ENOTCONN    ? "the hsm process is restarting" :
                          r == -ETIMEDOUT   ? "the hsm process did not answer in time" :
-                                             "the client secret could not be read");
+                         w->want == MSG_SECRET ? "the client secret could not be read" :
+                                               "the client assertion could not be signed");
+        return r;
+}
+
+/* Asks hsm for the secret of fetch F and waits for it.  Returns 0 and the secret, or a
+ * negative errno with a description for the caller. */
+static int get_secret(struct netproc *n, const struct msg_fetch *f, struct secbuf **ret, char *why, size_t why_size) {
+        struct msg_secret_request req = { .fetch_id = f->fetch_id, .client_secret_uri = f->client_secret_uri };
+        struct secret_wait w = { .fetch_id = f->fetch_id, .want = MSG_SECRET };
+        struct buf b;
+        int r;
+
+        buf_init(&b, msg_channel_max(CHAN_NET_HSM));
+        r = msg_secret_request_encode(&req, &b);
+        if (r == 0)
+                r = hsm_ask(n, &b, &w, why, why_size);
+        else
+                snprintf(why, why_size, "the secret request could not be encoded");
+        buf_done(&b);
+        if (r < 0) {
                 secbuf_free(w.secret);
                 return r;
         }
@@ -119,18 +137,98 @@ static int get_secret(struct netproc *n, const struct msg_fetch *f, struct secbu
         return 0;
 }
 
+/* Asks hsm to sign INPUT (LEN bytes; empty: only which algorithm) with the key of fetch F.
+ * Fills W (its signature and alg).  Returns 0 or a negative errno with WHY. */
+static int get_signature(struct netproc *n, const struct msg_fetch *f, const void *input, size_t len,
+                         struct secret_wait *w, char *why, size_t why_size) {
+        struct msg_sign_request req = {
+                .fetch_id = f->fetch_id,
+                .client_key_uri = f->client_key_uri,
+                .signing_input = input,
+                .signing_input_len = len,
+        };
+        struct buf b;
+        int r;
+
+        *w = (struct secret_wait) { .fetch_id = f->fetch_id, .want = MSG_SIGNATURE };
+        buf_init(&b, msg_channel_max(CHAN_NET_HSM));
+        r = msg_sign_request_encode(&req, &b);
+        if (r == 0)
+                r = hsm_ask(n, &b, w, why, why_size);
+        else
+                snprintf(why, why_size, "the client assertion is too long to be signed");
+        buf_done(&b); /* wipes the copy of the signing input */
+        if (r == 0 && (w->alg == HSM_ALG_NONE || (len > 0) != (w->signature_len > 0))) {
+                snprintf(why, why_size, "the hsm process answered an unusable signature");
+                r = -EPROTO;
+        }
+        return r;
+}
+
+/* private_key_jwt (RFC 7523 §2.2): builds the client assertion for fetch F and has hsm sign
+ * it.  Returns 0 and the JWS in a new secbuf in *RET, or a negative errno with WHY. */
+static int get_assertion(struct netproc *n, const struct msg_fetch *f, struct secbuf **ret, char *why,
+                         size_t why_size) {
+        _cleanup_secbuf_ struct secbuf *input = NULL;
+        struct secret_wait w;
+        char jti[JWT_JTI_LEN + 1];
+        struct jwt_claims c = {
+                .client_id = f->client_id,
+                .audience = f->assertion_audience,
+                .jti = jti,
+        };
+        enum hsm_alg alg;
+        int r;
+
+        /* Which algorithm the key signs with: the header names it, so it is asked first. */
+        r = get_signature(n, f, NULL, 0, &w, why, why_size);
+        if (r < 0)
+                return r;
+        alg = (enum hsm_alg) w.alg;
+
+        r = jwt_new_jti(jti);
+        if (r >= 0) {
+                c.iat = (int64_t) time(NULL);
+                c.exp = c.iat + (int64_t) f->assertion_lifetime;
+                r = jwt_signing_input(alg, f->key_id, &c, &input);
+        }
+        if (r < 0) {
+                snprintf(why, why_size, "the client assertion could not be built (%s)", strerror(-r));
+                return r;
+        }
+
+        r = get_signature(n, f, input->data, input->len, &w, why, why_size);
+        if (r >= 0 && w.alg != alg) {
+                snprintf(why, why_size, "the hsm process signed with another algorithm than it named");
+                r = -EPROTO;
+        }
+        if (r >= 0)
+                r = jwt_assemble(input, w.signature, w.signature_len, ret);
+        secure_wipe(&w, sizeof w);
+        if (r < 0 && !why[0])
+                snprintf(why, why_size, "the client assertion could not be built (%s)", strerror(-r));
+        if (r >= 0)
+                log_debug("fetch %llu: client assertion %s jti=%s signed", (unsigned long long) f->fetch_id,
+                          hsm_alg_name(alg), jti);
+        return r;
+}
+
 static void *fetch_thread(void *arg) {
         struct job *job = arg;
         struct netproc *n = job->n;
         const struct msg_fetch *f = &job->fetch;
-        _cleanup_secbuf_ struct secbuf *secret = NULL;
+        _cleanup_secbuf_ struct secbuf *secret = NULL, *assertion = NULL;
         struct oauth_result res = {};
         struct msg_fetch_done d = { .fetch_id = f->fetch_id };
-        char why[MSG_TEXT_MAX + 1];
+        char why[MSG_TEXT_MAX + 1] = "";
         uint64_t started = now_boottime_ms();
+        bool jwt = f->client_auth == CLIENT_AUTH_PRIVATE_KEY_JWT;
         int r;
 
-        r = get_secret(n, f, &secret, why, sizeof why);
+        if (jwt)
+                r = get_assertion(n, f, &assertion, why, sizeof why);
+        else
+                r = get_secret(n, f, &secret, why, sizeof why);
         if (r < 0) {
                 log_error_errno(r, "fetch %llu outcome=hsm_unavailable: %s", (unsigned long long) f->fetch_id, why);
                 fail_fetch(n, f->fetch_id, API_HSM_UNAVAILABLE, why);
@@ -142,6 +240,7 @@ static void *fetch_thread(void *arg) {
                 .client_auth = (enum client_auth) f->client_auth,
                 .client_id = f->client_id,
                 .client_secret = secret,
+                .client_assertion = assertion ? (const char *) assertion->data : NULL,
                 .scope = f->scope,
                 .ca_file = n->cfg->ca_file,
                 .allow_insecure_loopback = f->allow_insecure_loopback,
@@ -152,6 +251,7 @@ static void *fetch_thread(void *arg) {
         };
         r = oauth_fetch(&req, &n->abort, &res);
         secret = secbuf_free(secret); /* wiped as soon as the transfer is over */
+        assertion = secbuf_free(assertion);
         if (r < 0) {
                 res.outcome = OAUTH_LOCAL_ERROR;
                 snprintf(res.description, sizeof res.description, "out of memory");
@@ -311,11 +411,37 @@ static void handle_hsm(struct netproc *n, struct secbuf *rbuf) {
                 }
                 if (fr.type == MSG_HELLO)
                         r = proc_check_hello(&fr);
-                else if ((r = msg_secret_decode(fr.payload, fr.len, &s)) == 0) {
+                else if (fr.type == MSG_SIGNATURE) {
+                        struct msg_signature sg = {};
+
+                        if ((r = msg_signature_decode(fr.payload, fr.len, &sg)) == 0) {
+                                pthread_mutex_lock(&n->lock);
+                                for (struct secret_wait **p = &n->waits; *p; p = &(*p)->next) {
+                                        struct secret_wait *w = *p;
+                                        if (w->fetch_id != sg.fetch_id || w->want != MSG_SIGNATURE)
+                                                continue;
+                                        *p = w->next;
+                                        w->done = true;
+                                        w->error = sg.error;
+                                        w->alg = sg.alg;
+                                        if (sg.error < 0)
+                                                snprintf(w->description, sizeof w->description, "%s",
+                                                         sg.description ? sg.description : "");
+                                        else if (sg.signature_len > 0) {
+                                                memcpy(w->signature, sg.signature, sg.signature_len);
+                                                w->signature_len = sg.signature_len;
+                                        }
+                                        pthread_cond_broadcast(&n->cond);
+                                        break;
+                                }
+                                pthread_mutex_unlock(&n->lock);
+                                msg_signature_clear(&sg);
+                        }
+                } else if ((r = msg_secret_decode(fr.payload, fr.len, &s)) == 0) {
                         pthread_mutex_lock(&n->lock);
                         for (struct secret_wait **p = &n->waits; *p; p = &(*p)->next) {
                                 struct secret_wait *w = *p;
-                                if (w->fetch_id != s.fetch_id)
+                                if (w->fetch_id != s.fetch_id || w->want != MSG_SECRET)
                                         continue;
                                 *p = w->next;
                                 w->done = true;

@@ -6,8 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "agent/jwt.h"
 #include "agent/procutil.h"
 #include "agent/sandbox.h"
 #include "agent/tokcache.h"
@@ -17,10 +19,16 @@
 #include "log.h"
 #include "secmem.h"
 
+/* A secret grant (uri is the secret's, key false) or a key grant (uri is the key's). */
 struct grant {
         uint64_t fetch_id;
         char *uri;
         uint64_t expires_ms;
+        bool key;
+        char *client_id;        /* key grants: the only iss and sub signed */
+        char *audience;         /* key grants: the only aud signed */
+        enum hsm_alg alg;       /* key grants: the configured algorithm, HSM_ALG_NONE = the key's */
+        bool asked_alg;         /* key grants: net asked "which algorithm?" once */
 };
 
 struct hsmproc {
@@ -33,14 +41,20 @@ struct hsmproc {
         size_t rbuf_size;
 };
 
+static void grant_free(struct grant *g) {
+        free(g->uri);
+        free(g->client_id);
+        free(g->audience);
+}
+
 static void grants_clear(struct hsmproc *h) {
         for (size_t i = 0; i < h->n_grants; i++)
-                free(h->grants[i].uri);
+                grant_free(&h->grants[i]);
         h->n_grants = 0;
 }
 
 static void grant_drop(struct hsmproc *h, size_t i) {
-        free(h->grants[i].uri);
+        grant_free(&h->grants[i]);
         h->grants[i] = h->grants[--h->n_grants];
 }
 
@@ -54,6 +68,7 @@ static void grants_expire(struct hsmproc *h, uint64_t now) {
 
 static void grant_add(struct hsmproc *h, struct msg_grant *g) {
         uint64_t now = now_boottime_ms();
+        bool key;
 
         grants_expire(h, now);
         if (h->n_grants >= HSMPROC_GRANTS_MAX) {
@@ -61,23 +76,37 @@ static void grant_add(struct hsmproc *h, struct msg_grant *g) {
                             (unsigned long long) g->fetch_id);
                 return;
         }
+        key = g->client_key_uri != NULL;
         h->grants[h->n_grants++] = (struct grant) {
                 .fetch_id = g->fetch_id,
-                .uri = TAKE_PTR(g->client_secret_uri),
+                .uri = key ? TAKE_PTR(g->client_key_uri) : TAKE_PTR(g->client_secret_uri),
                 .expires_ms = now + HSMPROC_GRANT_TTL_MS,
+                .key = key,
+                .client_id = TAKE_PTR(g->client_id),
+                .audience = TAKE_PTR(g->audience),
+                .alg = (enum hsm_alg) g->assertion_alg,
         };
 }
 
-/* Finds and consumes the grant for (FETCH_ID, URI).  Returns true when there was one. */
-static bool grant_take(struct hsmproc *h, uint64_t fetch_id, const char *uri) {
+/* Returns the index of the grant for FETCH_ID, or -1. */
+static ssize_t grant_find(struct hsmproc *h, uint64_t fetch_id) {
         grants_expire(h, now_boottime_ms());
         for (size_t i = 0; i < h->n_grants; i++)
-                if (h->grants[i].fetch_id == fetch_id) {
-                        bool same = strcmp(h->grants[i].uri, uri) == 0;
-                        grant_drop(h, i); /* used once, matching or not */
-                        return same;
-                }
-        return false;
+                if (h->grants[i].fetch_id == fetch_id)
+                        return (ssize_t) i;
+        return -1;
+}
+
+/* Finds and consumes the secret grant for (FETCH_ID, URI).  Returns true when there was one. */
+static bool grant_take(struct hsmproc *h, uint64_t fetch_id, const char *uri) {
+        ssize_t i = grant_find(h, fetch_id);
+        bool same;
+
+        if (i < 0)
+                return false;
+        same = !h->grants[i].key && strcmp(h->grants[i].uri, uri) == 0;
+        grant_drop(h, (size_t) i); /* used once, matching or not */
+        return same;
 }
 
 /* Reads every frame the front has queued.  Returns 0, or a negative errno when the channel
@@ -167,6 +196,98 @@ static int answer_secret_request(struct hsmproc *h, const struct msg_secret_requ
         return r;
 }
 
+static const char *sign_error_text(int r) {
+        switch (r) {
+        case -EPERM:
+                return "the front did not grant this key for this fetch, or not for this assertion";
+        case -EBADMSG:
+                return "the assertion to sign is not the one credagent writes";
+        case -ENOENT:
+                return "the signing key was not found in the token";
+        case -EOPNOTSUPP:
+                return "the signing key cannot sign with the configured algorithm";
+        case -EACCES:
+                return "the token refused the login or the signing key is not private and sensitive";
+        case -ENODEV:
+                return "the token is not present";
+        default:
+                return "the token could not be used";
+        }
+}
+
+/* Answers a SIGN_REQUEST: under a key grant with this fetch id and key URI, the algorithm
+ * (empty signing input, once, the grant stays) or the signature of exactly the assertion the
+ * grant describes (the grant is consumed, whatever the outcome). */
+static int answer_sign_request(struct hsmproc *h, const struct msg_sign_request *req) {
+        struct msg_signature m = { .fetch_id = req->fetch_id };
+        uint8_t sig[HSM_SIGNATURE_MAX];
+        size_t sig_len = sizeof sig;
+        enum hsm_alg alg = HSM_ALG_NONE;
+        const char *why = NULL;
+        struct grant *g;
+        struct buf out;
+        ssize_t i;
+        int r;
+
+        (void) drain_front(h);
+        i = grant_find(h, req->fetch_id);
+        g = i >= 0 ? &h->grants[i] : NULL;
+        if (!g || !g->key || strcmp(g->uri, req->client_key_uri) != 0 ||
+            (req->signing_input_len == 0 && g->asked_alg)) {
+                log_warning("net asked for a signature without a matching key grant from the front (fetch %llu): "
+                            "refused", (unsigned long long) req->fetch_id);
+                if (g)
+                        grant_drop(h, (size_t) i);
+                r = -EPERM;
+                goto answer;
+        }
+
+        r = hsm_key_alg(h->hsm, g->uri, g->alg, &alg);
+        if (r < 0) {
+                _cleanup_free_ char *e = hsm_last_error(h->hsm);
+                log_error_errno(r, "The signing key for fetch %llu cannot be used: %s",
+                                (unsigned long long) req->fetch_id, e ? e : strerror(-r));
+                grant_drop(h, (size_t) i);
+                goto answer;
+        }
+        if (req->signing_input_len == 0) {
+                g->asked_alg = true; /* the grant stays for the signature itself */
+                goto answer;
+        }
+
+        r = jwt_check_signing_input((const char *) req->signing_input, req->signing_input_len, g->client_id,
+                                    g->audience, alg, (int64_t) time(NULL), &why);
+        if (r < 0)
+                log_warning("net asked to sign an assertion the grant does not cover (fetch %llu): %s; refused",
+                            (unsigned long long) req->fetch_id, why ? why : strerror(-r));
+        else {
+                r = hsm_sign(h->hsm, g->uri, alg, req->signing_input, req->signing_input_len, sig, &sig_len);
+                if (r < 0) {
+                        _cleanup_free_ char *e = hsm_last_error(h->hsm);
+                        log_error_errno(r, "Signing the assertion of fetch %llu failed: %s",
+                                        (unsigned long long) req->fetch_id, e ? e : strerror(-r));
+                }
+        }
+        grant_drop(h, (size_t) i); /* g is gone from here on */
+        if (r >= 0) {
+                m.signature = sig;
+                m.signature_len = sig_len;
+        }
+
+answer:
+        if (r < 0) {
+                m.error = r;
+                m.description = (char *) sign_error_text(r);
+        } else
+                m.alg = (uint8_t) alg;
+        buf_init(&out, msg_channel_max(CHAN_NET_HSM));
+        r = msg_signature_encode(&m, &out);
+        if (r == 0)
+                r = msg_send(h->net_fd, &out, -1);
+        buf_done(&out);
+        return r;
+}
+
 static int handle_net(struct hsmproc *h) {
         for (;;) {
                 struct msg_frame f;
@@ -185,7 +306,17 @@ static int handle_net(struct hsmproc *h) {
                 }
                 if (f.type == MSG_HELLO)
                         r = proc_check_hello(&f);
-                else {
+                else if (f.type == MSG_SIGN_REQUEST) {
+                        struct msg_sign_request sr = {};
+
+                        r = msg_sign_request_decode(f.payload, f.len, &sr);
+                        if (r == 0) {
+                                int s = answer_sign_request(h, &sr);
+                                if (s < 0 && s != -EAGAIN)
+                                        log_warning_errno(s, "Sending a signature to net failed: %m");
+                        }
+                        msg_sign_request_clear(&sr);
+                } else {
                         r = msg_secret_request_decode(f.payload, f.len, &req);
                         if (r == 0) {
                                 int s = answer_secret_request(h, &req);
