@@ -36,6 +36,12 @@ def hooks_compiled(binary):
         return HOOK_MARKER in f.read()
 
 
+def sanitized(binary):
+    """True when BINARY was built with AddressSanitizer (-Db_sanitize=address)."""
+    with open(binary, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 # ---------------------------------------------------------------------------- processes
 
 
@@ -379,6 +385,36 @@ class Load:
     def snapshot(self):
         with self._lock:
             return list(self.outcomes)
+
+
+class HeldRequest:
+    """A request sent in two parts on its own connection: the head now, the body on finish().
+    The agent sees the request (and routes it, with the configuration then in force) when
+    the head arrives, and handles it when the body has come."""
+
+    def __init__(self, sock_path, method, path, body, timeout=30.0):
+        import socket
+        self.body = body.encode() if isinstance(body, str) else body
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(sock_path)
+        head = "%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" \
+               "Content-Length: %d\r\nConnection: close\r\n\r\n" % (method, path, len(self.body))
+        self.sock.sendall(head.encode())
+
+    def finish(self):
+        """Sends the body and reads the answer. Returns a helpers.Response."""
+        import http.client
+        started = time.monotonic()
+        try:
+            self.sock.sendall(self.body)
+            resp = http.client.HTTPResponse(self.sock)
+            resp.begin()
+            data = resp.read()
+            return helpers.Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data,
+                                    time.monotonic() - started)
+        finally:
+            self.sock.close()
 
 
 # ---------------------------------------------------------------------------- configs

@@ -23,8 +23,8 @@ import helpers
 from helpers import Princ, cred_of, credential, principal, request_as, wait_for
 from idp import Idp
 from privsep_util import (
-    CHILD_NAMES, P11KIT_CLIENT, EnvAgent, Load, P11KitServer, current_pids, death_line,
-    fully_sandboxed, hooks_compiled, maps_of, rewrite_config, sandbox_state, scan_memory,
+    CHILD_NAMES, P11KIT_CLIENT, EnvAgent, HeldRequest, Load, P11KitServer, current_pids, death_line,
+    fully_sandboxed, hooks_compiled, maps_of, rewrite_config, sandbox_state, sanitized, scan_memory,
     secret_needles, supervisor_children, unix_peer_processes, wait_children, wait_restarted)
 
 PS_GID = 4747     # the socket's group in the memory test
@@ -32,6 +32,9 @@ OTHER_UID = 4646  # a second caller there, with a principal of its own
 CRED_TIMEOUT = 5  # s: timeout of the credentials under load
 DEADLINE = CRED_TIMEOUT + 20  # s: no request may take longer
 SERVICE_BACK = 1.0  # s after a kill -9: a fresh fetch works again
+# In an AddressSanitizer build a process needs several times longer to start (instrumented
+# library start-up, LeakSanitizer's check before the filter), more so on a busy 2-core machine.
+SERVICE_BACK_SANITIZED = 3.0
 
 
 def _odd_secret(tag):
@@ -192,11 +195,13 @@ def test_forbidden_syscall_kills_the_child_and_it_comes_back(agents, harness, ps
         r = a.token("PsA")
         if name == "front":
             # A new front starts with an empty cache: this is a new fetch, on a new connection.
-            assert _token_ok(r) != first and _outcomes(a, "PsA")[-1] == "fetched"
+            renewed = _token_ok(r) != first
+            assert renewed and _outcomes(a, "PsA")[-1] == "fetched", "the new front served an old token"
             first = r.json["access_token"]
         else:
             # The front (and its cache) lived through the restart of net or hsm.
-            assert _token_ok(r) == first and _outcomes(a, "PsA")[-1] == "hit"
+            kept = _token_ok(r) == first
+            assert kept and _outcomes(a, "PsA")[-1] == "hit", "the cached token was lost"
     assert a.running()
 
 
@@ -327,7 +332,10 @@ def test_kill_9_under_load(agents, harness, ps, idp, victim):
     print("\nkill -9 %s (pid %d -> %d): %d requests by 100 clients" % (victim, old, new, len(outs)))
     for k in sorted(counts, key=str):
         print("  %-8s %-7s %s %s: %d" % (k[0], k[1], k[2], k[3] if len(k) > 3 else "", counts[k]))
-    print("  probe after the kill: %s" % probe)
+    print("  probe after the kill (s after the kill, status, error): %s" % probe)
+    for ln in a.log().splitlines():
+        if re.search(r"credential=Probe |%s process|Started %s|%s: sandbox in force" % (victim, victim, victim), ln):
+            print("  log: " + ln)
     worst = max(outs, key=lambda o: o.elapsed)
     print("  slowest request: %r" % worst)
 
@@ -343,8 +351,9 @@ def test_kill_9_under_load(agents, harness, ps, idp, victim):
     after = [o for o in outs if o.started > back_at + 0.2 and o.status == 200]
     assert after, "no token served to the load after the restart"
     took = back_at - killed_at
-    print("  service back %.3f s after the kill" % took)
-    assert took < SERVICE_BACK, "a fresh fetch worked only %.3f s after kill -9 of %s: %s" % (took, victim, probe)
+    limit = SERVICE_BACK_SANITIZED if sanitized(harness.credagent) else SERVICE_BACK
+    print("  service back %.3f s after the kill (limit %.1f s)" % (took, limit))
+    assert took < limit, "a fresh fetch worked only %.3f s after kill -9 of %s: %s" % (took, victim, probe)
     assert a.running() and supervisor_children(a.pid) == set(current_pids(a).values())
 
 
@@ -389,10 +398,12 @@ def test_sighup_under_load(agents, harness, ps, idp):
     stats = idp.stats()["by_client"]
     assert not stats.get(cid["PsA"]) and not stats.get(cid["PsB"]), \
         "tokens of unchanged principals were fetched again: %s" % stats
-    assert _token_ok(a.token("KeepA")) == before["KeepA"]
-    assert _token_ok(a.token("KeepB")) == before["KeepB"]
+    for c in ("KeepA", "KeepB"):
+        kept = _token_ok(a.token(c)) == before[c]
+        assert kept, "%s: the token cached before the reload is not served after it" % c
     r = a.token("ChangeC")
-    assert _token_ok(r) != before["ChangeC"] and set(r.json["scope"].split()) == {"read", "write"}, r
+    renewed = _token_ok(r) != before["ChangeC"]
+    assert renewed and set(r.json["scope"].split()) == {"read", "write"}, r
     r = a.token("NewD")
     _token_ok(r)
     assert idp.introspect(r.json["access_token"])["active"] is True
@@ -420,6 +431,35 @@ def test_sighup_under_load(agents, harness, ps, idp):
     assert not failed, "%d of %d requests failed around the invalid reload: %r" % (len(failed), len(outs), failed[:5])
     assert a.log().count("Configuration reloaded:") == 1, "the invalid config was applied"
     assert _token_ok(a.token("NewD")) and current_pids(a) == pids and a.running()
+
+
+def test_sighup_keeps_the_token_for_a_request_routed_before_it(agents, ps, idp):
+    """The deterministic form of a race the test above can hit: a request whose head reached
+    the front before a reload and whose body after it must still get the kept token of its
+    unchanged principal, not cause a new fetch."""
+    keep = ps.cred("PsB.Main", name="KeepB")
+    a, pids = _start(agents, "reload-race", [keep, ps.cred("PsA.Main", name="Other", label="before")],
+                     idp.ca_file)
+    token = _token_ok(a.token("KeepB"))
+    idp.reset()
+    held = HeldRequest(a.socket, "GET", "/v1/token/KeepB", " ")
+    try:
+        time.sleep(0.3)  # the front has read the head
+        rewrite_config(a, [keep, ps.cred("PsA.Main", name="Other", label="after")])
+        os.kill(a.pid, signal.SIGHUP)
+        assert a.wait_log(r"Configuration reloaded: 2 credentials, 1 cached keys kept"), a.log()[-2000:]
+    finally:
+        r = held.finish()
+    if isinstance(r.json, dict) and isinstance(r.json.get("access_token"), str):
+        a.h.tokens.add(r.json["access_token"])
+    assert r.status == 200, r
+    stats = idp.stats()["by_client"]
+    kept = r.json["access_token"] == token
+    assert kept and not stats, \
+        "a request routed before the reload got a new token (IdP requests: %s; outcome %s) instead of " \
+        "the kept one" % (stats, _outcomes(a, "KeepB")[-1])
+    kept = _token_ok(a.token("KeepB")) == token
+    assert kept, "the kept token is no longer served"
 
 
 # ---------------------------------------------------------------------------- 6. p11-kit
