@@ -11,6 +11,8 @@
 // Usage: node server.js --config FILE.json
 // FILE.json: {"port": 0, "host": "127.0.0.1", "cert": PEM path, "key": PEM path,
 //             "clients": [{"client_id", "client_secret", "token_endpoint_auth_method", "scope"}],
+//               (a "private_key_jwt" client has "jwks": {"keys": [JWK, ...]} instead of a
+//               client_secret, and optionally "token_endpoint_auth_signing_alg")
 //             "ready_file": path, "token_ttl": seconds (optional, default 300)}
 //
 // Logs one line per request to stdout, never a header value, a body or a query string (those
@@ -84,12 +86,18 @@ function loadConfig(configPath) {
       die('config: every client needs a unique non-empty client_id');
     }
     seen.add(c.client_id);
-    if (typeof c.client_secret !== 'string' || c.client_secret === '') {
-      die(`config: client ${JSON.stringify(c.client_id)} needs a client_secret`);
-    }
     const m = c.token_endpoint_auth_method ?? 'client_secret_basic';
-    if (m !== 'client_secret_basic' && m !== 'client_secret_post') {
-      die(`config: client ${JSON.stringify(c.client_id)}: token_endpoint_auth_method must be client_secret_basic or client_secret_post`);
+    if (m === 'private_key_jwt') {
+      if (!c.jwks || !Array.isArray(c.jwks.keys) || c.jwks.keys.length === 0 || c.client_secret !== undefined) {
+        die(`config: client ${JSON.stringify(c.client_id)}: private_key_jwt needs "jwks": {"keys": [...]} and no client_secret`);
+      }
+    } else {
+      if (typeof c.client_secret !== 'string' || c.client_secret === '') {
+        die(`config: client ${JSON.stringify(c.client_id)} needs a client_secret`);
+      }
+      if (m !== 'client_secret_basic' && m !== 'client_secret_post') {
+        die(`config: client ${JSON.stringify(c.client_id)}: token_endpoint_auth_method must be client_secret_basic, client_secret_post or private_key_jwt`);
+      }
     }
     if (c.scope !== undefined && typeof c.scope !== 'string') {
       die(`config: client ${JSON.stringify(c.client_id)}: scope must be a space-separated string`);
@@ -206,7 +214,9 @@ try {
 const stats = {
   tokenRequests: 0,
   byClient: new Map(),
-  byAuth: { basic: 0, post: 0, both: 0, none: 0, other: 0 },
+  byAuth: {
+    basic: 0, post: 0, both: 0, none: 0, other: 0, private_key_jwt: 0,
+  },
   requests: [],
   faults: new Map(),
 };
@@ -243,6 +253,23 @@ function recordTokenRequest(entry) {
   stats.requests.push(entry);
   if (stats.requests.length > MAX_RECORDED_REQUESTS) {
     stats.requests.splice(0, stats.requests.length - MAX_RECORDED_REQUESTS);
+  }
+}
+
+// The header and claims of a client assertion (RFC 7523), for the request log; never the
+// signature. null when it is not a JWS.
+function assertionParts(assertion) {
+  const parts = typeof assertion === 'string' ? assertion.split('.') : [];
+  if (parts.length !== 3) {
+    return null;
+  }
+  try {
+    return {
+      header: JSON.parse(Buffer.from(parts[0], 'base64url').toString('utf8')),
+      claims: JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8')),
+    };
+  } catch {
+    return null;
   }
 }
 
@@ -446,13 +473,22 @@ const jwk = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256',
 const provider = new Provider(issuer, {
   clients: cfg.clients.map((c) => ({
     client_id: c.client_id,
-    client_secret: c.client_secret,
+    ...(c.token_endpoint_auth_method === 'private_key_jwt'
+      ? {
+        jwks: c.jwks,
+        ...(c.token_endpoint_auth_signing_alg
+          ? { token_endpoint_auth_signing_alg: c.token_endpoint_auth_signing_alg } : {}),
+      }
+      : { client_secret: c.client_secret }),
     token_endpoint_auth_method: c.token_endpoint_auth_method ?? 'client_secret_basic',
     grant_types: ['client_credentials'],
     response_types: [],
     redirect_uris: [],
     scope: c.scope ?? '',
   })),
+  // private_key_jwt (RFC 7523 §2.2): the algorithms credagent signs with. The assertion's
+  // audience may be the issuer or the token endpoint URL (oidc-provider accepts both).
+  enabledJWA: { clientAuthSigningAlgValues: ['HS256', 'RS256', 'PS256', 'ES256'] },
   scopes: [...scopes],
   claims: { openid: ['sub'] },
   jwks: { keys: [jwk] },
@@ -505,17 +541,22 @@ provider.use(async (ctx, next) => {
   const body = (ctx.oidc && ctx.oidc.body) || {};
   const fromHeader = header ? basicClientId(header) : null;
   const bodySecret = typeof body.client_secret === 'string';
+  const bodyAssertion = typeof body.client_assertion === 'string';
+  const assertion = bodyAssertion ? assertionParts(body.client_assertion) : null;
   let auth;
-  if (fromHeader && bodySecret) {
+  if ((fromHeader ? 1 : 0) + (bodySecret ? 1 : 0) + (bodyAssertion ? 1 : 0) > 1) {
     auth = 'both';
   } else if (fromHeader) {
     auth = fromHeader.scheme;
   } else if (bodySecret) {
     auth = 'post';
+  } else if (bodyAssertion) {
+    auth = 'private_key_jwt';
   } else {
     auth = 'none';
   }
-  const clientId = fromHeader?.clientId ?? (typeof body.client_id === 'string' ? body.client_id : null);
+  const clientId = fromHeader?.clientId ?? (typeof body.client_id === 'string' ? body.client_id : null)
+    ?? (typeof assertion?.claims?.sub === 'string' ? assertion.claims.sub : null);
   const entry = {
     method: ctx.method,
     path: ctx.path,
@@ -527,6 +568,19 @@ provider.use(async (ctx, next) => {
     content_type: ctx.get('content-type') || null,
     status: ctx.status,
     error: (ctx.body && typeof ctx.body === 'object' && !Buffer.isBuffer(ctx.body)) ? (ctx.body.error ?? null) : null,
+    // private_key_jwt: what the assertion said (its signature is never recorded).
+    client_assertion_type: typeof body.client_assertion_type === 'string' ? body.client_assertion_type : null,
+    assertion: assertion ? {
+      alg: assertion.header.alg ?? null,
+      typ: assertion.header.typ ?? null,
+      kid: assertion.header.kid ?? null,
+      iss: assertion.claims.iss ?? null,
+      sub: assertion.claims.sub ?? null,
+      aud: assertion.claims.aud ?? null,
+      iat: assertion.claims.iat ?? null,
+      exp: assertion.claims.exp ?? null,
+      jti: assertion.claims.jti ?? null,
+    } : null,
   };
   recordTokenRequest(entry);
   ctx.res.locals.clientId = clientId ?? undefined;
