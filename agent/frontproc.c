@@ -728,7 +728,8 @@ static void handle_hsm(struct frontproc *f, uint8_t *rbuf, size_t rbuf_size) {
 
 /* Maps a cache entry's principal to its twin in the new configuration, if nothing that
  * defines its token changed (DESIGN.md: credential, principal, scope, token_url, client_id,
- * secret URI). */
+ * secret URI).  The scope is compared as configured (a formula's text): the entry's key holds
+ * the expansion for its caller, which a lookup under the new configuration computes again. */
 static const struct config_principal *rebind_principal(void *userdata, const struct config_principal *old,
                                                        const char *scope) {
         const struct config *new_cfg = userdata;
@@ -743,7 +744,7 @@ static const struct config_principal *rebind_principal(void *userdata, const str
             p->assertion_alg != old->assertion_alg ||
             strcmp_null(p->credential->assertion_audience, old->credential->assertion_audience) != 0 ||
             p->credential->assertion_lifetime != old->credential->assertion_lifetime ||
-            strcmp_null(p->credential->scope, scope) != 0)
+            strcmp_null(p->credential->scope, old->credential->scope) != 0)
                 return NULL;
         return p;
 }
