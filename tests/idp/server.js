@@ -89,7 +89,7 @@ function loadConfig(configPath) {
     const m = c.token_endpoint_auth_method ?? 'client_secret_basic';
     if (m === 'private_key_jwt') {
       if (!c.jwks || !Array.isArray(c.jwks.keys) || c.jwks.keys.length === 0 || c.client_secret !== undefined) {
-        die(`config: client ${JSON.stringify(c.client_id)}: private_key_jwt needs "jwks": {"keys": [...]} and no client_secret`);
+        die(`config: client ${JSON.stringify(c.client_id)}: token_endpoint_auth_method private_key_jwt needs "jwks": {"keys": [...]} and no client_secret`);
       }
     } else {
       if (typeof c.client_secret !== 'string' || c.client_secret === '') {
