@@ -19,6 +19,7 @@ import pytest
 import helpers
 from helpers import Agent
 from idp import Idp
+from privsep_util import current_pids, fully_sandboxed
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -126,10 +127,15 @@ def last_request(idp, client_id):
 
 
 def assert_sandbox_intact(agent):
-    """No process of the agent died (a seccomp kill shows as 'killed by signal 31')."""
+    """No process of the agent died (a seccomp kill shows as 'killed by signal 31'), and the
+    three that did the work, hsm signing among them, run under their filters (kill mode)."""
     log = agent.log()
     assert "killed by signal" not in log and "exited with status" not in log, log[-2000:]
     assert agent.running()
+    pids = current_pids(agent)
+    assert set(pids) >= {"front", "net", "hsm"}, pids
+    for name, pid in pids.items():
+        assert fully_sandboxed(pid), "%s (pid %d) is not under its seccomp filter" % (name, pid)
 
 
 # ---------------------------------------------------------------------------- credctl key
