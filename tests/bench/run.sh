@@ -304,14 +304,17 @@ forget_pid "$echo_pid"
 # one key per credential.  Every principal uses the IdP's real token endpoint.
 uid_base=200000
 scale_row() { # KEYS CREDS PRINCIPALS
-        local keys=$1 nc=$2 np=$3 conf=$work/scale$1.conf c j
-        {
-                agent_section "$work/scale$keys/agent.sock" root
-                for c in $(seq "$nc"); do
+        # One file per credential in conf.d/ (the loader caps a file at 1 MiB).
+        local keys=$1 nc=$2 np=$3 dir=$work/scale$1.d c j
+        mkdir -p "$dir/conf.d"
+        agent_section "$work/scale$keys/agent.sock" root > "$dir/credagent.conf"
+        for c in $(seq "$nc"); do
+                {
                         credential "Mem$c" "$token_url"
                         for j in $(seq 0 $((np - 1))); do principal "Mem$c" "U$j" $((j + 1)) $((uid_base + j)); done
-                done
-        } > "$conf"
+                } > "$dir/conf.d/mem$c.conf"
+        done
+        local conf=$dir/credagent.conf
         say "Memory with $keys cached keys ($nc credentials × $np principals)"
         start_agent "$conf" "scale$keys"
         local e0 p paths=()
