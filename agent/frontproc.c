@@ -46,6 +46,7 @@ struct frontproc {
         struct retired_config *retired; /* replaced configs: suspended requests may still point into them */
         struct tokcache *cache;
         struct MHD_Daemon *daemon;
+        pthread_rwlock_t cfg_lock;      /* routing (read) against a reload's rebind + swap (write) */
         pthread_mutex_t lock;           /* the channels and the pending table */
         int net_fd, hsm_fd, super_fd;
         uint64_t next_fetch_id;
@@ -409,7 +410,6 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                         return MHD_NO;
                 pthread_mutex_init(&req->lock, NULL);
                 req->conn = conn;
-                req->cfg = atomic_load(&f->cfg);
                 req->started_ms = now_boottime_ms();
                 *con_cls = req;
                 return MHD_YES;
@@ -448,7 +448,16 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                            (unsigned) cc->peer.uid, (int) cc->peer.pid);
                 return queue_error(conn, API_ACCESS_DENIED, NULL, "the caller is not allowed to use this agent");
         }
-        return route(f, req, cc, url, method);
+        /* Route under the configuration in force now, and keep a reload from swapping it (and
+         * rebinding the cache) between the policy decision and the cache lookup: a principal
+         * of a replaced configuration would key a new cache entry and cause a needless fetch. */
+        enum MHD_Result ret;
+
+        pthread_rwlock_rdlock(&f->cfg_lock);
+        req->cfg = atomic_load(&f->cfg);
+        ret = route(f, req, cc, url, method);
+        pthread_rwlock_unlock(&f->cfg_lock);
+        return ret;
 }
 
 static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -766,8 +775,10 @@ static int apply_config(struct frontproc *f, const uint8_t *p, size_t n, char *w
                 snprintf(why, why_size, "out of memory");
                 return -ENOMEM;
         }
+        pthread_rwlock_wrlock(&f->cfg_lock);
         kept = tokcache_rebind(f->cache, rebind_principal, new_cfg);
         old_cfg = atomic_exchange(&f->cfg, new_cfg);
+        pthread_rwlock_unlock(&f->cfg_lock);
         /* Requests routed with the old configuration may still be suspended: keep it. */
         r->cfg = old_cfg;
         r->next = f->retired;
@@ -830,6 +841,7 @@ static int handle_super(struct frontproc *f, uint8_t *rbuf, size_t rbuf_size) {
 
 int frontproc(struct config *cfg, int listen_fd, int net_fd, int hsm_fd, int super_fd) {
         struct frontproc f = {
+                .cfg_lock = PTHREAD_RWLOCK_INITIALIZER,
                 .lock = PTHREAD_MUTEX_INITIALIZER,
                 .net_fd = net_fd,
                 .hsm_fd = hsm_fd,
