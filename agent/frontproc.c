@@ -874,7 +874,10 @@ int frontproc(struct config *cfg, int listen_fd, int net_fd, int hsm_fd, int sup
         if (sandbox_landlock("front", &sandbox_policy_front) < 0)
                 goto out;
         f.daemon = MHD_start_daemon(
-                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+                /* poll(), not epoll: libmicrohttpd 0.9.75's epoll loop takes at most 128 events
+                 * per call and, when it gets exactly 128, waits again with the idle timeout while
+                 * those 128 requests sit unanswered (128 keep-alive callers stalled it 30 s). */
+                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
                 0, NULL, NULL, access_handler, &f,
                 MHD_OPTION_LISTEN_SOCKET, listen_fd,
                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
