@@ -1,17 +1,16 @@
 /* SPDX-License-Identifier: ISC */
 #include <errno.h>
-#include <openssl/crypto.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "log.h"
 #include "secmem.h"
 
 void secure_wipe(void *p, size_t n) {
         if (p && n > 0)
-                OPENSSL_cleanse(p, n);
+                explicit_bzero(p, n);
 }
 
 char *free_wiped(char *s) {
@@ -36,10 +35,10 @@ struct secbuf *secbuf_new(size_t cap) {
         p = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED)
                 return NULL;
-        if (madvise(p, map_len, MADV_DONTDUMP) < 0)
-                log_debug_errno(errno, "madvise(MADV_DONTDUMP) failed: %m");
-        if (mlock(p, map_len) < 0)
-                log_debug_errno(errno, "mlock() of a secret buffer failed, continuing unlocked: %m");
+        /* Both best effort: without them the buffer still works and is still wiped; `locked`
+         * tells whether mlock() took (RLIMIT_MEMLOCK may refuse it to an unprivileged user). */
+        (void) madvise(p, map_len, MADV_DONTDUMP);
+        bool locked = mlock(p, map_len) == 0;
 
         b = calloc(1, sizeof *b);
         if (!b) {
@@ -51,6 +50,7 @@ struct secbuf *secbuf_new(size_t cap) {
         b->data = p;
         b->cap = cap;
         b->map_len = map_len;
+        b->locked = locked;
         b->data[0] = '\0';
         return b;
 }

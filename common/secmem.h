@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: ISC */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "macro.h"
@@ -8,15 +9,17 @@
 /* Memory for secrets (client secrets, PINs, Authorization headers, form bodies that carry
  * a secret).
  *
- * A secbuf lives in its own anonymous mapping: mlock()ed (best effort: a failure is
- * logged at debug level and the buffer is still usable), MADV_DONTDUMP so it never lands
- * in a core dump, and wiped with OPENSSL_cleanse() before it is unmapped.  DATA is
+ * A secbuf lives in its own anonymous mapping: mlock()ed (best effort: LOCKED says whether
+ * it took; the buffer is usable either way), MADV_DONTDUMP so it never lands in a core dump,
+ * and wiped with explicit_bzero() before it is unmapped.  No dependency beyond libc, so the
+ * thin credctl can use it.  DATA is
  * always NUL-terminated at DATA[LEN] so it can be passed where a C string is wanted. */
 struct secbuf {
         unsigned char *data;
         size_t len;     /* bytes used, not counting the terminating NUL */
         size_t cap;     /* bytes usable (the mapping holds cap + 1) */
         size_t map_len; /* size of the mapping, a multiple of the page size */
+        bool locked;    /* mlock() succeeded */
 };
 
 /* Hard cap for one secbuf: 1 MiB. */

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: ISC */
+/* credctl-admin: the commands of credctl that use the PKCS#11 token directly (secret, key),
+ * with the module, token and PIN of the config's [agent] section.  credctl execs it with its
+ * own argv, so the options are credctl's. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/config.h"
+#include "agent/credctl-key.h"
+#include "agent/credctl-secret.h"
+#include "build-config.h"
+#include "log.h"
+
+static const char *config_arg;
+
+static int cmd_secret(int argc, char **argv) {
+        _cleanup_free_ char *default_path = NULL, *errors = NULL;
+        _cleanup_(config_freep) struct config *cfg = NULL;
+        const char *path = config_arg;
+        int r;
+
+        if (!path) {
+                default_path = config_default_path();
+                path = default_path;
+        }
+        if (!path)
+                return 1;
+        r = config_load(path, CONFIG_LOAD_AGENT_ONLY, &cfg, &errors);
+        if (r < 0) {
+                if (errors)
+                        fprintf(stderr, "%s%s", errors, errors[0] && errors[strlen(errors) - 1] == '\n' ? "" : "\n");
+                else
+                        fprintf(stderr, "credctl: %s: %s\n", path, strerror(-r));
+                return 1;
+        }
+        return credctl_secret_main(cfg, argc, argv);
+}
+
+int main(int argc, char **argv) {
+        static const struct option longopts[] = {
+                { "socket", required_argument, NULL, 'a' },
+                { "config", required_argument, NULL, 'f' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        int c;
+
+        log_set_ident("credctl");
+        log_set_max_level(LOG_WARNING);
+        while ((c = getopt_long(argc, argv, "+a:f:hV", longopts, NULL)) >= 0)
+                switch (c) {
+                case 'a': break; /* the socket: not used by these commands */
+                case 'f': config_arg = optarg; break;
+                case 'h':
+                        printf("Usage: credctl [-f CONFIG] secret put|ls|rm … | key generate …  (see credctl --help)\n");
+                        return 0;
+                case 'V': printf("credctl %s\n", CREDAGENT_VERSION); return 0;
+                default: return 2;
+                }
+        if (optind >= argc) {
+                fprintf(stderr, "credctl: secret or key command expected\n");
+                return 2;
+        }
+        argc -= optind;
+        argv += optind;
+        if (strcmp(argv[0], "secret") == 0)
+                return cmd_secret(argc, argv);
+        if (strcmp(argv[0], "key") == 0)
+                return credctl_key_main(config_arg, argc, argv);
+        fprintf(stderr, "credctl: unknown command \"%s\"\n", argv[0]);
+        return 2;
+}
