@@ -399,6 +399,8 @@ static int fetch_done_check(const struct msg_fetch_done *m) {
                 return -EINVAL;
         if (m->error == API_OK ? !m->access_token || !m->access_token[0] : m->access_token != NULL)
                 return -EINVAL;
+        if (m->retry_after > MSG_RETRY_AFTER_MAX || (m->error == API_OK && m->retry_after != 0))
+                return -EINVAL;
         return 0;
 }
 
@@ -427,6 +429,8 @@ int msg_fetch_done_encode(const struct msg_fetch_done *m, struct buf *out) {
                 r = put_str(out, m->idp_error, MSG_TEXT_MAX);
         if (r >= 0)
                 r = put_str(out, m->description, MSG_TEXT_MAX);
+        if (r >= 0)
+                r = buf_put_u32(out, m->retry_after);
         return msg_frame_end(out, start, r);
 }
 
@@ -451,6 +455,8 @@ int msg_fetch_done_decode(const uint8_t *p, size_t n, struct msg_fetch_done *ret
                 r = buf_get_str(&b, MSG_TEXT_MAX, &m.idp_error);
         if (r >= 0)
                 r = buf_get_str(&b, MSG_TEXT_MAX, &m.description);
+        if (r >= 0)
+                r = buf_get_u32(&b, &m.retry_after);
         if (r >= 0)
                 r = get_end(&b);
         if (r >= 0 && fetch_done_check(&m) < 0)

@@ -17,7 +17,7 @@
  * payload does not decode exactly (no trailing bytes) makes the receiver drop the channel;
  * the supervisor then restarts the peer. */
 
-#define MSG_VERSION 2
+#define MSG_VERSION 3
 #define MSG_HEADER_SIZE 5
 
 enum msg_type {
@@ -73,6 +73,7 @@ const char *msg_channel_name(enum msg_channel c);
 #define MSG_SIGNING_INPUT_MAX 8192 /* SIGN_REQUEST's JWS signing input */
 #define MSG_SIGNATURE_MAX 512   /* SIGNATURE's signature (RSA 4096) */
 #define MSG_ALG_MAX 3           /* enum hsm_alg: 0 none, 1 ES256, 2 RS256, 3 PS256 */
+#define MSG_RETRY_AFTER_MAX 3600 /* FETCH_DONE's retry_after, seconds */
 
 struct msg_hello {
         uint32_t version;
@@ -104,6 +105,8 @@ struct msg_fetch_done {
         char *scope;                    /* may be NULL */
         char *idp_error;                /* may be NULL */
         char *description;              /* may be NULL */
+        uint32_t retry_after;           /* s, the token endpoint's Retry-After (429, 503), clamped
+                                           to 1 … MSG_RETRY_AFTER_MAX; 0 = none (always 0 with a token) */
 };
 
 /* Either a secret grant (client_secret_uri, nothing else) or a key grant (client_key_uri,

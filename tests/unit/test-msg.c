@@ -308,6 +308,7 @@ static void check_fetch_done_roundtrip(const struct msg_fetch_done *m) {
         assert_int_equal(d.error, m->error);
         assert_int_equal(d.http_status, m->http_status);
         assert_int_equal(d.expires_in, m->expires_in);
+        assert_int_equal(d.retry_after, m->retry_after);
 #define STR_EQ(x) do { if (m->x) assert_string_equal(d.x, m->x); else assert_null(d.x); } while (0)
         STR_EQ(access_token);
         STR_EQ(scope);
@@ -334,6 +335,14 @@ static void test_roundtrip_fetch_done(void **state) {
         check_fetch_done_roundtrip(&(struct msg_fetch_done) {
                 .fetch_id = 8, .error = API_IDP_ERROR, .http_status = 400,
                 .idp_error = (char *) "invalid_client", .description = (char *) "the token endpoint refused",
+        });
+        /* 429 / 503 with Retry-After: the seconds travel, up to the cap. */
+        check_fetch_done_roundtrip(&(struct msg_fetch_done) {
+                .fetch_id = 10, .error = API_IDP_ERROR, .http_status = 429,
+                .idp_error = (char *) "temporarily_unavailable", .retry_after = 1,
+        });
+        check_fetch_done_roundtrip(&(struct msg_fetch_done) {
+                .fetch_id = 11, .error = API_IDP_ERROR, .http_status = 503, .retry_after = MSG_RETRY_AFTER_MAX,
         });
         check_fetch_done_roundtrip(&(struct msg_fetch_done) { .fetch_id = 9, .error = _API_ERROR_MAX - 1 });
         free(token);
@@ -781,8 +790,8 @@ static void test_reject_fetch(void **state) {
         free(scope);
 }
 
-static void put_fetch_done(struct buf *b, uint8_t error, const char *token, const char *scope, const char *idp_error,
-                           const char *description) {
+static void put_fetch_done_retry(struct buf *b, uint8_t error, const char *token, const char *scope,
+                                 const char *idp_error, const char *description, uint32_t retry_after) {
         buf_init(b, 1 << 20);
         OK(buf_put_u64(b, 1));
         OK(buf_put_u8(b, error));
@@ -792,6 +801,12 @@ static void put_fetch_done(struct buf *b, uint8_t error, const char *token, cons
         OK(buf_put_str(b, scope));
         OK(buf_put_str(b, idp_error));
         OK(buf_put_str(b, description));
+        OK(buf_put_u32(b, retry_after));
+}
+
+static void put_fetch_done(struct buf *b, uint8_t error, const char *token, const char *scope, const char *idp_error,
+                           const char *description) {
+        put_fetch_done_retry(b, error, token, scope, idp_error, description, 0);
 }
 
 static void test_reject_fetch_done(void **state) {
@@ -825,6 +840,24 @@ static void test_reject_fetch_done(void **state) {
         reject_buf("fetch_done", &b);
         put_fetch_done(&b, API_IDP_ERROR, NULL, NULL, NULL, text);
         reject_buf("fetch_done", &b);
+        /* retry_after: up to MSG_RETRY_AFTER_MAX, and never with a token. */
+        put_fetch_done_retry(&b, API_IDP_ERROR, NULL, NULL, "temporarily_unavailable", NULL, MSG_RETRY_AFTER_MAX);
+        valid_buf("fetch_done", &b);
+        put_fetch_done_retry(&b, API_IDP_ERROR, NULL, NULL, NULL, NULL, MSG_RETRY_AFTER_MAX + 1);
+        reject_buf("fetch_done", &b);
+        put_fetch_done_retry(&b, API_IDP_ERROR, NULL, NULL, NULL, NULL, UINT32_MAX);
+        reject_buf("fetch_done", &b);
+        put_fetch_done_retry(&b, API_OK, "tok", NULL, NULL, NULL, 1);
+        reject_buf("fetch_done", &b);
+        /* The old layout, without retry_after, is short. */
+        buf_init(&b, 1 << 20);
+        OK(buf_put_u64(&b, 1));
+        OK(buf_put_u8(&b, API_IDP_ERROR));
+        OK(buf_put_u32(&b, 503));
+        OK(buf_put_u32(&b, 0));
+        for (int i = 0; i < 4; i++)
+                OK(buf_put_str(&b, NULL));
+        reject_buf("fetch_done", &b);
         /* Embedded NUL in the token. */
         buf_init(&b, 1 << 20);
         OK(buf_put_u64(&b, 1));
@@ -834,6 +867,7 @@ static void test_reject_fetch_done(void **state) {
         OK(buf_put_bytes(&b, "to\0k", 4));
         for (int i = 0; i < 3; i++)
                 OK(buf_put_str(&b, NULL));
+        OK(buf_put_u32(&b, 0));
         reject_buf("fetch_done", &b);
         free(token);
         free(scope);
@@ -1110,6 +1144,10 @@ static void test_encode_rejects(void **state) {
                             -EMSGSIZE);
         expect_encode_fails(&out, msg_fetch_done_encode(&(struct msg_fetch_done) {
                 .error = API_IDP_ERROR, .description = long_text }, &out), -EMSGSIZE);
+        expect_encode_fails(&out, msg_fetch_done_encode(&(struct msg_fetch_done) {
+                .error = API_IDP_ERROR, .retry_after = MSG_RETRY_AFTER_MAX + 1 }, &out), -EINVAL);
+        expect_encode_fails(&out, msg_fetch_done_encode(&(struct msg_fetch_done) {
+                .access_token = (char *) "t", .retry_after = 1 }, &out), -EINVAL);
 
         expect_encode_fails(&out, msg_grant_encode(&(struct msg_grant) {}, &out), -EINVAL);
         expect_encode_fails(&out, msg_grant_encode(&(struct msg_grant) { .client_secret_uri = long_id }, &out), -EMSGSIZE);
