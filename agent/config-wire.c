@@ -28,7 +28,8 @@ static bool principal_name_matches(const struct config_credential *cred, const s
 /* Returns 0 or -EINVAL. */
 static int credential_check(const struct config_credential *cred) {
         if (!cred->name || (unsigned) cred->client_auth > CLIENT_AUTH_PRIVATE_KEY_JWT ||
-            cred->assertion_lifetime > ASSERTION_LIFETIME_MAX)
+            cred->assertion_lifetime > ASSERTION_LIFETIME_MAX || cred->refresh_at > CONFIG_REFRESH_AT_MAX ||
+            cred->refresh_margin > CONFIG_REFRESH_MARGIN_MAX)
                 return -EINVAL;
         /* A formula's text travels; the receiver compiles it again. */
         if (formula_is_formula(cred->scope) != (cred->scope_formula != NULL))
@@ -153,6 +154,10 @@ static int encode_credential(const struct config_credential *cred, struct buf *b
                 r = buf_put_u32(b, cred->default_ttl);
         if (r >= 0)
                 r = buf_put_u32(b, cred->max_ttl);
+        if (r >= 0)
+                r = buf_put_u32(b, cred->refresh_at);
+        if (r >= 0)
+                r = buf_put_u32(b, cred->refresh_margin);
         if (r >= 0)
                 r = buf_put_u32(b, cred->connect_timeout);
         if (r >= 0)
@@ -404,6 +409,10 @@ static int decode_credential(struct buf *b, struct config_credential *cred) {
                 r = buf_get_u32(b, &cred->default_ttl);
         if (r >= 0)
                 r = buf_get_u32(b, &cred->max_ttl);
+        if (r >= 0)
+                r = buf_get_u32(b, &cred->refresh_at);
+        if (r >= 0)
+                r = buf_get_u32(b, &cred->refresh_margin);
         if (r >= 0)
                 r = buf_get_u32(b, &cred->connect_timeout);
         if (r >= 0)

@@ -1341,6 +1341,8 @@ enum {
         CRED_ALLOW_INSECURE_LOOPBACK,
         CRED_DEFAULT_TTL,
         CRED_MAX_TTL,
+        CRED_REFRESH_AT,
+        CRED_REFRESH_MARGIN,
         CRED_CONNECT_TIMEOUT,
         CRED_TIMEOUT,
         CRED_ASSERTION_AUDIENCE,
@@ -1358,6 +1360,8 @@ static const char *const credential_keys[_CRED_MAX + 1] = {
         [CRED_ALLOW_INSECURE_LOOPBACK] = "allow_insecure_loopback",
         [CRED_DEFAULT_TTL] = "default_ttl",
         [CRED_MAX_TTL] = "max_ttl",
+        [CRED_REFRESH_AT] = "refresh_at",
+        [CRED_REFRESH_MARGIN] = "refresh_margin",
         [CRED_CONNECT_TIMEOUT] = "connect_timeout",
         [CRED_TIMEOUT] = "timeout",
         [CRED_ASSERTION_AUDIENCE] = "assertion_audience",
@@ -1443,6 +1447,34 @@ static void parse_refresh_status(struct loader *l, const struct section *s, cons
         free(cred->refresh_status);
         cred->refresh_status = TAKE_PTR(v);
         cred->n_refresh_status = n;
+}
+
+/* [credential] refresh_at = 80% (the "%" may be left out): a whole percent from
+ * CONFIG_REFRESH_AT_MIN to CONFIG_REFRESH_AT_MAX. */
+static void parse_refresh_at(struct loader *l, const struct section *s, const struct entry *e,
+                             struct config_credential *cred) {
+        char digits[8];
+        size_t n = strlen(e->value);
+        uint64_t v;
+
+        if (n > 0 && e->value[n - 1] == '%')
+                n--;
+        if (n == 0 || n >= sizeof digits) {
+                key_error(l, s, e, "\"%s\" is not a percentage like 80%%", Q(e->value));
+                return;
+        }
+        memcpy(digits, e->value, n);
+        digits[n] = '\0';
+        if (!parse_uint64(digits, &v)) {
+                key_error(l, s, e, "\"%s\" is not a percentage like 80%%", Q(e->value));
+                return;
+        }
+        if (v < CONFIG_REFRESH_AT_MIN || v > CONFIG_REFRESH_AT_MAX) {
+                key_error(l, s, e, "\"%s\" is out of range: it must be between %d%% and %d%% of the token's lifetime",
+                          Q(e->value), CONFIG_REFRESH_AT_MIN, CONFIG_REFRESH_AT_MAX);
+                return;
+        }
+        cred->refresh_at = (uint32_t) v;
 }
 
 /* [credential] scope = {!…}: compiled now, so that a formula with an error never loads; the
@@ -1557,6 +1589,12 @@ static void validate_credential(struct loader *l, const struct section *s, struc
         ttl_ok = !e || (has_value(e) && parse_seconds(l, s, e, TTL_MIN, TTL_MAX, &cred->default_ttl));
         e = seen[CRED_MAX_TTL];
         ttl_ok = (!e || (has_value(e) && parse_seconds(l, s, e, TTL_MIN, TTL_MAX, &cred->max_ttl))) && ttl_ok;
+        e = seen[CRED_REFRESH_AT];
+        if (has_value(e))
+                parse_refresh_at(l, s, e, cred);
+        e = seen[CRED_REFRESH_MARGIN];
+        if (has_value(e))
+                (void) parse_seconds(l, s, e, 0, CONFIG_REFRESH_MARGIN_MAX, &cred->refresh_margin);
         e = seen[CRED_CONNECT_TIMEOUT];
         timeout_ok = !e || (has_value(e) && parse_seconds(l, s, e, TIMEOUT_MIN, TIMEOUT_MAX, &cred->connect_timeout));
         e = seen[CRED_TIMEOUT];
@@ -1810,6 +1848,8 @@ static void load_credential(struct loader *l, const struct section *s) {
                 .client_auth = CLIENT_AUTH_BASIC,
                 .default_ttl = DEFAULT_TTL,
                 .max_ttl = DEFAULT_MAX_TTL,
+                .refresh_at = CONFIG_REFRESH_AT_DEFAULT,
+                .refresh_margin = CONFIG_REFRESH_MARGIN_DEFAULT,
                 .connect_timeout = DEFAULT_CONNECT_TIMEOUT,
                 .timeout = DEFAULT_TIMEOUT,
                 .assertion_lifetime = ASSERTION_LIFETIME_DEFAULT,

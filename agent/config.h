@@ -24,6 +24,13 @@ enum client_auth {
 #define ASSERTION_LIFETIME_DEFAULT 60
 #define ASSERTION_LIFETIME_MAX 300
 
+/* refresh_at (percent) and refresh_margin (seconds): defaults and ranges. */
+#define CONFIG_REFRESH_AT_DEFAULT 80
+#define CONFIG_REFRESH_AT_MIN 50
+#define CONFIG_REFRESH_AT_MAX 95
+#define CONFIG_REFRESH_MARGIN_DEFAULT 60
+#define CONFIG_REFRESH_MARGIN_MAX 86400
+
 struct config_principal {
         char *name;                       /* "Batch" */
         char *full_name;                  /* "Billing_API.Batch" */
@@ -54,6 +61,10 @@ struct config_credential {
         bool allow_insecure_loopback;
         uint32_t default_ttl;             /* s; used when a token response has no expires_in */
         uint32_t max_ttl;                 /* s; a larger expires_in is clamped to this */
+        uint32_t refresh_at;              /* percent of a token's lifetime after which it is refreshed
+                                           * ahead (CONFIG_REFRESH_AT_MIN … _MAX); agent/tokcache.h */
+        uint32_t refresh_margin;          /* s; refresh at least this long before expiry (at most a
+                                           * quarter of the lifetime for short tokens) */
         uint32_t connect_timeout;         /* s */
         uint32_t timeout;                 /* s; whole token request */
         /* client_auth = private_key_jwt only: */

@@ -69,6 +69,8 @@ static void credential_eq(const struct config_credential *a, const struct config
         assert_int_equal(a->allow_insecure_loopback, b->allow_insecure_loopback);
         assert_int_equal(a->default_ttl, b->default_ttl);
         assert_int_equal(a->max_ttl, b->max_ttl);
+        assert_int_equal(a->refresh_at, b->refresh_at);
+        assert_int_equal(a->refresh_margin, b->refresh_margin);
         assert_int_equal(a->connect_timeout, b->connect_timeout);
         assert_int_equal(a->timeout, b->timeout);
         str_eq(a->assertion_audience, b->assertion_audience);
@@ -217,6 +219,8 @@ static void test_loaded_config(void **state) {
                 "refresh_status = 403 419\n"
                 "default_ttl = 600\n"
                 "max_ttl = 3600\n"
+                "refresh_at = 70%%\n"
+                "refresh_margin = 30\n"
                 "connect_timeout = 2\n"
                 "timeout = 30\n"
                 "\n"
@@ -302,6 +306,11 @@ static void test_loaded_config(void **state) {
         assert_null(config_find_principal(d, "Signed.Ec")->key_id);
         assert_null(config_find_principal(d, "Signed.Ec")->client_secret);
         assert_int_equal(config_find_credential(d, "Signed")->assertion_lifetime, 120);
+        /* Refresh timing, set and by default. */
+        assert_int_equal(d->credentials[0]->refresh_at, 70);
+        assert_int_equal(d->credentials[0]->refresh_margin, 30);
+        assert_int_equal(d->credentials[1]->refresh_at, CONFIG_REFRESH_AT_DEFAULT);
+        assert_int_equal(d->credentials[1]->refresh_margin, CONFIG_REFRESH_MARGIN_DEFAULT);
         assert_string_equal(d->credentials[0]->principals[1]->file, c->credentials[0]->principals[1]->file);
         assert_non_null(strstr(d->credentials[0]->principals[1]->file, "conf.d/10-ops.conf"));
         /* The name tables came along: the decoded side answers as the loaded one. */
@@ -518,6 +527,12 @@ static void test_encode_rejects(void **state) {
         expect_encode_fails(&x.c, -EINVAL);
         fixture_init(&x);
         x.cred.assertion_lifetime = ASSERTION_LIFETIME_MAX + 1;
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.cred.refresh_at = CONFIG_REFRESH_AT_MAX + 1;
+        expect_encode_fails(&x.c, -EINVAL);
+        fixture_init(&x);
+        x.cred.refresh_margin = CONFIG_REFRESH_MARGIN_MAX + 1;
         expect_encode_fails(&x.c, -EINVAL);
         fixture_init(&x);
         x.p[1].assertion_alg = _HSM_ALG_MAX;
@@ -856,7 +871,8 @@ static void put_credential(struct buf *b, const char *name, uint32_t n_principal
         assert_int_equal(buf_put_str(b, NULL), 0);  /* scope */
         assert_int_equal(buf_put_u32(b, 0), 0);     /* refresh_status */
         assert_int_equal(buf_put_u8(b, 0), 0);      /* allow_insecure_loopback */
-        for (int i = 0; i < 4; i++)
+        /* default_ttl, max_ttl, refresh_at, refresh_margin, connect_timeout, timeout */
+        for (int i = 0; i < 6; i++)
                 assert_int_equal(buf_put_u32(b, 1), 0);
         assert_int_equal(buf_put_str(b, NULL), 0);  /* assertion_audience */
         assert_int_equal(buf_put_u32(b, 60), 0);    /* assertion_lifetime */

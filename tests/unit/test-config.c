@@ -280,6 +280,8 @@ static void test_full_roundtrip(void **state) {
         assert_false(min->allow_insecure_loopback);
         assert_int_equal(min->default_ttl, 300);
         assert_int_equal(min->max_ttl, 86400);
+        assert_int_equal(min->refresh_at, 80);
+        assert_int_equal(min->refresh_margin, 60);
         assert_int_equal(min->connect_timeout, 5);
         assert_int_equal(min->timeout, 15);
         assert_int_equal(min->n_principals, 0);
@@ -1116,6 +1118,48 @@ static void test_credential_errors(void **state) {
 #define P_HEAD AGENT CRED "[principal C.P]\n" /* header on line 7, keys from line 8 */
 #define P_OK_SECRET "client_secret = pkcs11:object=C.P\n"
 
+/* refresh_at (a percentage, "%" optional) and refresh_margin (seconds, 0 allowed). */
+static void test_refresh_keys(void **state) {
+        static const struct error_case cases[] = {
+                { D_HEAD "token_url = https://b/t\nrefresh_at = 49%\n",
+                  F ":7: [credential D] refresh_at: \"49%\" is out of range: it must be between 50% and 95% of the "
+                  "token's lifetime\n" },
+                { D_HEAD "token_url = https://b/t\nrefresh_at = 96\n",
+                  F ":7: [credential D] refresh_at: \"96\" is out of range: it must be between 50% and 95% of the "
+                  "token's lifetime\n" },
+                { D_HEAD "token_url = https://b/t\nrefresh_at = 0.8\n",
+                  F ":7: [credential D] refresh_at: \"0.8\" is not a percentage like 80%\n" },
+                { D_HEAD "token_url = https://b/t\nrefresh_at = %\n",
+                  F ":7: [credential D] refresh_at: \"%\" is not a percentage like 80%\n" },
+                { D_HEAD "token_url = https://b/t\nrefresh_at = 80%%\n",
+                  F ":7: [credential D] refresh_at: \"80%%\" is not a percentage like 80%\n" },
+                { D_HEAD "token_url = https://b/t\nrefresh_at = 99999999999999999999%\n",
+                  F ":7: [credential D] refresh_at: \"99999999999999999999%\" is not a percentage like 80%\n" },
+                { D_HEAD "token_url = https://b/t\nrefresh_margin = -1\n",
+                  F ":7: [credential D] refresh_margin: \"-1\" is not a non-negative integer\n" },
+                { D_HEAD "token_url = https://b/t\nrefresh_margin = 86401\n",
+                  F ":7: [credential D] refresh_margin: \"86401\" is out of range: it must be between 0 and 86400 "
+                  "seconds\n" },
+        };
+        struct ctx *t = *state;
+        struct config *c;
+
+        c = expect_ok(t, AGENT
+                      "[credential A]\n"
+                      "token_url = https://idp.example.com/token\n"
+                      "refresh_at = 50%\n"
+                      "refresh_margin = 0\n"
+                      "[credential B]\n"
+                      "token_url = https://idp.example.com/token\n"
+                      "refresh_at = 95\n"
+                      "refresh_margin = 86400\n");
+        assert_int_equal(c->credentials[0]->refresh_at, 50);
+        assert_int_equal(c->credentials[0]->refresh_margin, 0);
+        assert_int_equal(c->credentials[1]->refresh_at, 95);
+        assert_int_equal(c->credentials[1]->refresh_margin, 86400);
+        run_cases(t, cases, ELEMENTSOF(cases));
+}
+
 static void test_principal_errors(void **state) {
         const struct error_case cases[] = {
                 { P_HEAD "sequence = x\nclient_id = id\n" P_OK_SECRET "users = root\n",
@@ -1619,6 +1663,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_scope_formulas, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_scope_expand, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_credential_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_refresh_keys, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_principal_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_private_key_jwt, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_private_key_jwt_errors, setup, teardown),
