@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "agent/curlpool.h"
 #include "agent/oauth.h"
 #include "build-config.h"
 #include "log.h"
@@ -145,10 +146,184 @@ int oauth_basic_authorization(const char *client_id, const struct secbuf *secret
         return 0;
 }
 
+/* ---- extra token request parameters ---- */
+
+/* Keys a token_params pair may not use: the grant's own parameters. */
+static bool key_reserved(const char *k, size_t n) {
+        static const char *const reserved[] = { "grant_type", "client_id", "client_secret", "scope", "resource",
+                                                "audience" };
+        static const char assertion[] = "client_assertion";
+
+        for (size_t i = 0; i < ELEMENTSOF(reserved); i++)
+                if (n == strlen(reserved[i]) && strncasecmp(k, reserved[i], n) == 0)
+                        return true;
+        return n >= sizeof assertion - 1 && strncasecmp(k, assertion, sizeof assertion - 1) == 0;
+}
+
+static bool is_param_separator(char c) {
+        return c == ' ' || c == '\t' || c == '&';
+}
+
+int oauth_token_params_parse(const char *text, char **ret, char *why, size_t why_size) {
+        _cleanup_free_ char *out = NULL;
+        const char *keys[OAUTH_PARAMS_PAIRS_MAX];
+        size_t key_len[OAUTH_PARAMS_PAIRS_MAX];
+        size_t n_pairs = 0, o = 0, len;
+        char q[4 * 32 + 8];
+
+        if (!text || !ret)
+                return -EINVAL;
+        len = strlen(text);
+        out = malloc(len + 1);
+        if (!out)
+                return -ENOMEM;
+
+        for (const char *p = text; *p;) {
+                size_t n, k;
+                const char *eq;
+
+                while (*p && is_param_separator(*p))
+                        p++;
+                if (!*p)
+                        break;
+                for (n = 0; p[n] && !is_param_separator(p[n]); n++)
+                        if ((unsigned char) p[n] < 0x21 || (unsigned char) p[n] > 0x7e) {
+                                (void) snprintf(why, why_size, "byte 0x%02x is not allowed: keys and values are visible "
+                                                "ASCII, pairs are separated by spaces or '&'", (unsigned char) p[n]);
+                                return -EINVAL;
+                        }
+                eq = memchr(p, '=', n);
+                if (!eq || eq == p) {
+                        (void) snprintf(why, why_size, "\"%s\" is not a pair key=value",
+                                        log_escape(p, n, 32, q, sizeof q));
+                        return -EINVAL;
+                }
+                k = (size_t) (eq - p);
+                if (key_reserved(p, k)) {
+                        (void) snprintf(why, why_size, "\"%s\" is a parameter of the grant itself (grant_type, "
+                                        "client_id, client_secret, client_assertion*, scope, resource and audience "
+                                        "are set by credagent)", log_escape(p, k, 32, q, sizeof q));
+                        return -EINVAL;
+                }
+                for (size_t i = 0; i < n_pairs; i++)
+                        if (key_len[i] == k && memcmp(keys[i], p, k) == 0) {
+                                (void) snprintf(why, why_size, "\"%s\" is given twice",
+                                                log_escape(p, k, 32, q, sizeof q));
+                                return -EINVAL;
+                        }
+                if (n_pairs == OAUTH_PARAMS_PAIRS_MAX) {
+                        (void) snprintf(why, why_size, "more than %d pairs", OAUTH_PARAMS_PAIRS_MAX);
+                        return -EINVAL;
+                }
+                keys[n_pairs] = p;
+                key_len[n_pairs] = k;
+                n_pairs++;
+                if (o > 0)
+                        out[o++] = ' ';
+                memcpy(out + o, p, n);
+                o += n;
+                p += n;
+        }
+        out[o] = '\0';
+        if (o > OAUTH_PARAMS_MAX) {
+                (void) snprintf(why, why_size, "longer than %d bytes", OAUTH_PARAMS_MAX);
+                return -EMSGSIZE;
+        }
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
+/* The audience, resource and token_params parameters: their length once encoded in *RET_LEN
+ * (with each "&name="), after checking them.  Returns 0, -EINVAL, -EMSGSIZE or -ENOMEM. */
+static int extras_len(const struct oauth_request *req, size_t *ret_len) {
+        size_t len = 0;
+
+        if (req->audience && req->audience[0]) {
+                size_t n = strlen(req->audience);
+
+                if (n > SECBUF_MAX)
+                        return -EMSGSIZE;
+                len += strlen("&audience=") + form_encoded_len((const unsigned char *) req->audience, n);
+        }
+        if (req->resource && req->resource[0]) {
+                if (strlen(req->resource) > SECBUF_MAX)
+                        return -EMSGSIZE;
+                for (const char *p = req->resource;;) {
+                        size_t n = strcspn(p, " ");
+
+                        if (n == 0)
+                                return -EINVAL; /* a leading, trailing or double space */
+                        len += strlen("&resource=") + form_encoded_len((const unsigned char *) p, n);
+                        if (!p[n])
+                                break;
+                        p += n + 1;
+                }
+        }
+        if (req->token_params && req->token_params[0]) {
+                _cleanup_free_ char *normal = NULL;
+                int r;
+
+                r = oauth_token_params_parse(req->token_params, &normal, NULL, 0);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0 || strcmp(normal, req->token_params) != 0)
+                        return -EINVAL;
+                for (const char *p = req->token_params;;) {
+                        size_t n = strcspn(p, " "), k = strcspn(p, "=");
+
+                        len += 1 + form_encoded_len((const unsigned char *) p, k) + 1 +
+                               form_encoded_len((const unsigned char *) p + k + 1, n - k - 1);
+                        if (!p[n])
+                                break;
+                        p += n + 1;
+                }
+        }
+        *ret_len = len;
+        return 0;
+}
+
+/* Appends what extras_len() measured. */
+static int extras_append(const struct oauth_request *req, struct secbuf *body) {
+        int r = 0;
+
+        if (req->audience && req->audience[0]) {
+                r = secbuf_append_str(body, "&audience=");
+                if (r >= 0)
+                        r = oauth_form_urlencode(req->audience, strlen(req->audience), body);
+        }
+        if (r >= 0 && req->resource && req->resource[0])
+                for (const char *p = req->resource; r >= 0;) {
+                        size_t n = strcspn(p, " ");
+
+                        r = secbuf_append_str(body, "&resource=");
+                        if (r >= 0)
+                                r = oauth_form_urlencode(p, n, body);
+                        if (!p[n])
+                                break;
+                        p += n + 1;
+                }
+        if (r >= 0 && req->token_params && req->token_params[0])
+                for (const char *p = req->token_params; r >= 0;) {
+                        size_t n = strcspn(p, " "), k = strcspn(p, "=");
+
+                        r = secbuf_append(body, "&", 1);
+                        if (r >= 0)
+                                r = oauth_form_urlencode(p, k, body);
+                        if (r >= 0)
+                                r = secbuf_append(body, "=", 1);
+                        if (r >= 0)
+                                r = oauth_form_urlencode(p + k + 1, n - k - 1, body);
+                        if (!p[n])
+                                break;
+                        p += n + 1;
+                }
+        return r;
+}
+
 int oauth_token_request_body(const struct oauth_request *req, struct secbuf **ret) {
         _cleanup_secbuf_ struct secbuf *body = NULL;
         bool with_scope, post, jwt;
-        size_t len;
+        size_t len, extras;
         int r;
 
         if (!req || !ret)
@@ -170,6 +345,10 @@ int oauth_token_request_body(const struct oauth_request *req, struct secbuf **re
                         return -EMSGSIZE;
                 len += strlen("&scope=") + form_encoded_len((const unsigned char *) req->scope, n);
         }
+        r = extras_len(req, &extras);
+        if (r < 0)
+                return r;
+        len += extras;
         if (post) {
                 size_t n = strlen(req->client_id);
 
@@ -197,6 +376,8 @@ int oauth_token_request_body(const struct oauth_request *req, struct secbuf **re
                 if (r >= 0)
                         r = oauth_form_urlencode(req->scope, strlen(req->scope), body);
         }
+        if (r >= 0)
+                r = extras_append(req, body);
         if (r >= 0 && post) {
                 r = secbuf_append_str(body, "&client_id=");
                 if (r >= 0)
@@ -775,7 +956,7 @@ int oauth_fetch(const struct oauth_request *req, const volatile int *abort, stru
         if (r == -ENOMEM)
                 goto oom;
         if (r < 0) {
-                result_set(ret, OAUTH_LOCAL_ERROR, "client id, secret or scope too long for a token request");
+                result_set(ret, OAUTH_LOCAL_ERROR, "client id, secret, scope or extra parameters too long (or malformed) for a token request");
                 goto finish;
         }
 
@@ -830,8 +1011,11 @@ int oauth_fetch(const struct oauth_request *req, const volatile int *abort, stru
         SETOPT(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
         SETOPT(h, CURLOPT_XFERINFODATA, (void *) abort);
         SETOPT(h, CURLOPT_ERRORBUFFER, errbuf);
+        SETOPT(h, CURLOPT_SSL_CTX_FUNCTION, curlpool_ssl_ctx_cb);
+        if (req->pool && curlpool_attach(req->pool, h) != CURLE_OK)
+                goto setopt_failed;
 
-        cc = curl_easy_perform(h);
+        cc = req->pool ? curlpool_perform(req->pool, h) : curl_easy_perform(h);
         (void) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 
         if (cc != CURLE_OK) {

@@ -8,6 +8,8 @@
 #include "agent/config.h"
 #include "secmem.h"
 
+struct curlpool;
+
 /* The OAuth 2.0 client: the client-credentials grant (RFC 6749 §4.4) with
  * client_secret_basic or client_secret_post (§2.3.1), or private_key_jwt (RFC 7523 §2.2, a
  * client assertion signed elsewhere: agent/jwt.h), one authentication method per request.
@@ -58,7 +60,33 @@ struct oauth_request {
         uint32_t timeout;                 /* s, whole transfer */
         uint32_t default_ttl;             /* s, when expires_in is absent */
         uint32_t max_ttl;                 /* s, clamp */
+        /* Extra parameters of the token request (README, [credential]); each may be NULL: */
+        const char *audience;             /* one "audience" parameter */
+        const char *resource;             /* RFC 8707 resource indicators separated by single
+                                             spaces, each sent as its own "resource" parameter */
+        const char *token_params;         /* static pairs in oauth_token_params_parse()'s normal
+                                             form "key=value key=value" */
+        struct curlpool *pool;            /* connection reuse (agent/curlpool.h); NULL: a
+                                             connection of its own, closed after the transfer */
 };
+
+/* Caps on token_params (and, for the whole text, on resource: MSG_PARAMS_MAX). */
+#define OAUTH_PARAMS_MAX 4096             /* bytes of the normal form */
+#define OAUTH_PARAMS_PAIRS_MAX 64
+
+/* Parses a token_params text: pairs "key=value" separated by runs of spaces, tabs or '&'.
+ * A key is 1 or more bytes of visible ASCII (%x21-7E) other than '=' and '&'; the value is
+ * everything after the first '=' up to the separator (visible ASCII other than '&', may be
+ * empty).  Keys and values are taken literally (no percent-decoding): the request body
+ * form-urlencodes them.  Refused: a pair without '=' or with an empty key, another byte, a
+ * key used twice, more than OAUTH_PARAMS_PAIRS_MAX pairs, and a key that the grant sets
+ * itself, compared case-insensitively: grant_type, client_id, client_secret, scope,
+ * resource, audience and every key starting with client_assertion.
+ * Returns 0 and the normal form (the pairs joined by single spaces; "" for a text without
+ * pairs) in a new malloc()ed *RET, -EMSGSIZE when that would be longer than
+ * OAUTH_PARAMS_MAX bytes, -EINVAL with an English sentence in WHY (WHY_SIZE bytes; a key
+ * is quoted escaped, log_escape()), -ENOMEM.  *RET untouched on failure.  Pure. */
+int oauth_token_params_parse(const char *text, char **ret, char *why, size_t why_size);
 
 /* Appends S (LEN bytes) to OUT encoded as application/x-www-form-urlencoded per RFC 6749
  * Appendix B / HTML5: ASCII alphanumerics and "*-._" kept, space → "+", every other byte
@@ -74,14 +102,18 @@ int oauth_form_urlencode(const void *s, size_t len, struct secbuf *out);
 int oauth_basic_authorization(const char *client_id, const struct secbuf *secret, struct secbuf **ret);
 
 /* Builds the application/x-www-form-urlencoded body of the token request into a new secbuf:
- * "grant_type=client_credentials" [+ "&scope=…"] and, for CLIENT_AUTH_POST,
+ * "grant_type=client_credentials" [+ "&scope=…"] [+ "&audience=…"] [+ "&resource=…" for
+ * each resource indicator] [+ "&KEY=VALUE" for each token_params pair, in their order,
+ * both form-urlencoded] and then, for CLIENT_AUTH_POST,
  * "&client_id=…&client_secret=…", for CLIENT_AUTH_PRIVATE_KEY_JWT
  * "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer
  * &client_assertion=…" (RFC 7523 §2.2; no client_id: the assertion's sub names the client).
  * A NULL or empty scope sends no scope parameter; for CLIENT_AUTH_BASIC the body holds
- * neither client id nor secret.  Returns 0, -EMSGSIZE, -ENOMEM, or -EINVAL (CLIENT_AUTH_POST
- * without client id or secret, CLIENT_AUTH_PRIVATE_KEY_JWT without an assertion or with a
- * secret, an assertion with basic or post: exactly one method). */
+ * neither client id nor secret.  An empty audience, resource or token_params sends nothing.
+ * Returns 0, -EMSGSIZE, -ENOMEM, or -EINVAL (CLIENT_AUTH_POST without client id or secret,
+ * CLIENT_AUTH_PRIVATE_KEY_JWT without an assertion or with a secret, an assertion with basic
+ * or post: exactly one method; token_params that oauth_token_params_parse() refuses or that
+ * are not in its normal form; a resource list with an empty item). */
 int oauth_token_request_body(const struct oauth_request *req, struct secbuf **ret);
 
 /* Parses a token endpoint answer (HTTP status HTTP_STATUS, Content-Type CONTENT_TYPE which
@@ -127,6 +159,8 @@ int oauth_parse_token_response(long http_status, const char *content_type, const
  * redirect, HTTP/1.1, TLS ≥ 1.2; with CA_FILE only that bundle is trusted.
  * Basic and post need CLIENT_SECRET, private_key_jwt needs CLIENT_ASSERTION (and sends no
  * Authorization header); otherwise OAUTH_LOCAL_ERROR "incomplete token request".
+ * With POOL the transfer runs in the pool's thread over a kept connection when there is
+ * one (agent/curlpool.h); every TLS context gets SSL_OP_CLEANSE_PLAINTEXT either way.
  * Returns 0 when *RET holds an outcome, -ENOMEM otherwise (then *RET also says
  * OAUTH_LOCAL_ERROR "out of memory").  Needs oauth_global_init() once per process. */
 int oauth_fetch(const struct oauth_request *req, const volatile int *abort, struct oauth_result *ret);
