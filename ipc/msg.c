@@ -275,7 +275,10 @@ int msg_hello_decode(const uint8_t *p, size_t n, struct msg_hello *ret) {
 /* ---- FETCH ------------------------------------------------------------------------- */
 
 static int fetch_check(const struct msg_fetch *m) {
-        if (!m->token_url || !m->client_id)
+        if (!m->token_url == !m->issuer || !m->client_id)
+                return -EINVAL;
+        if ((m->audience && !m->audience[0]) || (m->resource && !m->resource[0]) ||
+            (m->token_params && !m->token_params[0]))
                 return -EINVAL;
         if (m->client_auth > MSG_CLIENT_AUTH_LAST || m->allow_insecure_loopback > 1)
                 return -EINVAL;
@@ -328,6 +331,14 @@ int msg_fetch_encode(const struct msg_fetch *m, struct buf *out) {
                 r = buf_put_u32(out, m->assertion_lifetime);
         if (r >= 0)
                 r = put_str(out, m->key_id, MSG_TEXT_MAX);
+        if (r >= 0)
+                r = put_str(out, m->issuer, MSG_URL_MAX);
+        if (r >= 0)
+                r = put_str(out, m->audience, MSG_URL_MAX);
+        if (r >= 0)
+                r = put_str(out, m->resource, MSG_PARAMS_MAX);
+        if (r >= 0)
+                r = put_str(out, m->token_params, MSG_PARAMS_MAX);
         return msg_frame_end(out, start, r);
 }
 
@@ -339,7 +350,7 @@ int msg_fetch_decode(const uint8_t *p, size_t n, struct msg_fetch *ret) {
         buf_view(&b, p, n);
         r = buf_get_u64(&b, &m.fetch_id);
         if (r >= 0)
-                r = get_str_required(&b, MSG_URL_MAX, &m.token_url);
+                r = buf_get_str(&b, MSG_URL_MAX, &m.token_url);
         if (r >= 0)
                 r = buf_get_u8(&b, &m.client_auth);
         if (r >= 0 && m.client_auth > MSG_CLIENT_AUTH_LAST)
@@ -369,6 +380,14 @@ int msg_fetch_decode(const uint8_t *p, size_t n, struct msg_fetch *ret) {
         if (r >= 0)
                 r = buf_get_str(&b, MSG_TEXT_MAX, &m.key_id);
         if (r >= 0)
+                r = buf_get_str(&b, MSG_URL_MAX, &m.issuer);
+        if (r >= 0)
+                r = buf_get_str(&b, MSG_URL_MAX, &m.audience);
+        if (r >= 0)
+                r = buf_get_str(&b, MSG_PARAMS_MAX, &m.resource);
+        if (r >= 0)
+                r = buf_get_str(&b, MSG_PARAMS_MAX, &m.token_params);
+        if (r >= 0)
                 r = get_end(&b);
         if (r >= 0 && fetch_check(&m) < 0)
                 r = -EBADMSG;
@@ -389,6 +408,10 @@ void msg_fetch_clear(struct msg_fetch *m) {
         free(m->client_key_uri);
         free(m->assertion_audience);
         free(m->key_id);
+        free(m->issuer);
+        free(m->audience);
+        free(m->resource);
+        free(m->token_params);
         *m = (struct msg_fetch) {};
 }
 

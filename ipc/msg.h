@@ -17,7 +17,7 @@
  * payload does not decode exactly (no trailing bytes) makes the receiver drop the channel;
  * the supervisor then restarts the peer. */
 
-#define MSG_VERSION 3
+#define MSG_VERSION 4
 #define MSG_HEADER_SIZE 5
 
 enum msg_type {
@@ -73,6 +73,7 @@ const char *msg_channel_name(enum msg_channel c);
 #define MSG_SIGNING_INPUT_MAX 8192 /* SIGN_REQUEST's JWS signing input */
 #define MSG_SIGNATURE_MAX 512   /* SIGNATURE's signature (RSA 4096) */
 #define MSG_ALG_MAX 3           /* enum hsm_alg: 0 none, 1 ES256, 2 RS256, 3 PS256 */
+#define MSG_PARAMS_MAX 4096     /* FETCH's resource list and token_params */
 #define MSG_RETRY_AFTER_MAX 3600 /* FETCH_DONE's retry_after, seconds */
 
 struct msg_hello {
@@ -82,7 +83,7 @@ struct msg_hello {
 
 struct msg_fetch {
         uint64_t fetch_id;
-        char *token_url;
+        char *token_url;                /* exactly one of token_url and issuer */
         uint8_t client_auth;            /* enum client_auth */
         char *client_id;
         char *scope;                    /* may be NULL */
@@ -94,6 +95,11 @@ struct msg_fetch {
         char *assertion_audience;       /* required */
         uint32_t assertion_lifetime;    /* s, 1 … ASSERTION_LIFETIME_MAX */
         char *key_id;                   /* may be NULL */
+        /* Version 4: */
+        char *issuer;                   /* discovery (agent/discovery.h): instead of token_url */
+        char *audience;                 /* may be NULL */
+        char *resource;                 /* may be NULL; URIs separated by single spaces */
+        char *token_params;             /* may be NULL; oauth_token_params_parse()'s normal form */
 };
 
 struct msg_fetch_done {
@@ -173,11 +179,12 @@ struct msg_config_done {
  *    its MSG_*_MAX or a frame over the largest msg_channel_max() of the channels that carry
  *    its type (or OUT's own max), -ENOMEM.
  *  - Decoders (and encoders) reject: a string over its MSG_*_MAX, an embedded NUL, a
- *    required string that is NULL (FETCH's token_url and client_id; SECRET_REQUEST's
+ *    required string that is NULL (FETCH's client_id; SECRET_REQUEST's
  *    client_secret_uri; SIGN_REQUEST's client_key_uri), a role outside enum msg_role, a
  *    client_auth outside enum client_auth, a FETCH_DONE error ≥ _API_ERROR_MAX, a flag other
  *    than 0/1, a channel ≥ _CHAN_MAX, an algorithm above MSG_ALG_MAX.
- *  - FETCH: basic and post carry client_secret_uri and none of the private_key_jwt fields;
+ *  - FETCH: exactly one of token_url and issuer; audience, resource and token_params may be
+ *    NULL, not empty.  basic and post carry client_secret_uri and none of the private_key_jwt fields;
  *    private_key_jwt carries client_key_uri, assertion_audience and an assertion_lifetime of
  *    1 … ASSERTION_LIFETIME_MAX (key_id optional) and no client_secret_uri.
  *  - GRANT: exactly one of client_secret_uri and client_key_uri; with the key, client_id and

@@ -228,7 +228,6 @@ static void check_fetch_roundtrip(const struct msg_fetch *m) {
         frame_split(&b, MSG_FETCH, &p, &n);
         assert_int_equal(msg_fetch_decode(p, n, &d), 0);
         assert_true(d.fetch_id == m->fetch_id);
-        assert_string_equal(d.token_url, m->token_url);
         assert_int_equal(d.client_auth, m->client_auth);
         assert_string_equal(d.client_id, m->client_id);
         if (m->scope)
@@ -236,10 +235,15 @@ static void check_fetch_roundtrip(const struct msg_fetch *m) {
         else
                 assert_null(d.scope);
 #define STR_EQ(x) do { if (m->x) assert_string_equal(d.x, m->x); else assert_null(d.x); } while (0)
+        STR_EQ(token_url);
         STR_EQ(client_secret_uri);
         STR_EQ(client_key_uri);
         STR_EQ(assertion_audience);
         STR_EQ(key_id);
+        STR_EQ(issuer);
+        STR_EQ(audience);
+        STR_EQ(resource);
+        STR_EQ(token_params);
 #undef STR_EQ
         assert_int_equal(d.assertion_lifetime, m->assertion_lifetime);
         assert_int_equal(d.allow_insecure_loopback, m->allow_insecure_loopback);
@@ -254,7 +258,7 @@ static void check_fetch_roundtrip(const struct msg_fetch *m) {
 
 static void test_roundtrip_fetch(void **state) {
         char *url = repeat('u', MSG_URL_MAX), *id = repeat('i', MSG_ID_MAX), *scope = repeat('s', MSG_SCOPE_MAX),
-             *uri = repeat('p', MSG_ID_MAX);
+             *uri = repeat('p', MSG_ID_MAX), *params = repeat('r', MSG_PARAMS_MAX);
 
         check_fetch_roundtrip(&(struct msg_fetch) {
                 .fetch_id = 1,
@@ -288,10 +292,22 @@ static void test_roundtrip_fetch(void **state) {
                 .fetch_id = 4, .token_url = url, .client_auth = CLIENT_AUTH_PRIVATE_KEY_JWT, .client_id = id,
                 .client_key_uri = uri, .assertion_audience = url, .assertion_lifetime = ASSERTION_LIFETIME_MAX,
         });
+        /* Version 4: discovery instead of a token_url, and the extra parameters. */
+        check_fetch_roundtrip(&(struct msg_fetch) {
+                .fetch_id = 5, .issuer = (char *) "https://idp.example.com", .client_auth = CLIENT_AUTH_BASIC,
+                .client_id = (char *) "c", .client_secret_uri = (char *) "pkcs11:",
+                .audience = (char *) "api://billing", .resource = (char *) "https://a.example https://b.example",
+                .token_params = (char *) "tenant=t1 region=eu",
+        });
+        check_fetch_roundtrip(&(struct msg_fetch) {
+                .fetch_id = 6, .issuer = url, .client_auth = CLIENT_AUTH_POST, .client_id = id,
+                .client_secret_uri = uri, .audience = url, .resource = params, .token_params = params,
+        });
         free(url);
         free(id);
         free(scope);
         free(uri);
+        free(params);
 }
 
 static void check_fetch_done_roundtrip(const struct msg_fetch_done *m) {
@@ -676,11 +692,12 @@ static void test_reject_hello(void **state) {
         }
 }
 
-/* A FETCH payload with the given pieces and the private_key_jwt fields; NULL strings are put
- * as NULL. */
-static void put_fetch_jwt(struct buf *b, const char *url, uint8_t auth, const char *id, const char *scope,
-                          const char *uri, uint8_t insecure, const char *key_uri, const char *aud, uint32_t lifetime,
-                          const char *kid) {
+/* A FETCH payload with the given pieces, the private_key_jwt fields and those of version 4
+ * (issuer, audience, resource, token_params); NULL strings are put as NULL. */
+static void put_fetch_v4(struct buf *b, const char *url, uint8_t auth, const char *id, const char *scope,
+                         const char *uri, uint8_t insecure, const char *key_uri, const char *aud, uint32_t lifetime,
+                         const char *kid, const char *issuer, const char *audience, const char *resource,
+                         const char *params) {
         buf_init(b, 1 << 20);
         OK(buf_put_u64(b, 1));
         OK(buf_put_str(b, url));
@@ -695,6 +712,16 @@ static void put_fetch_jwt(struct buf *b, const char *url, uint8_t auth, const ch
         OK(buf_put_str(b, aud));
         OK(buf_put_u32(b, lifetime));
         OK(buf_put_str(b, kid));
+        OK(buf_put_str(b, issuer));
+        OK(buf_put_str(b, audience));
+        OK(buf_put_str(b, resource));
+        OK(buf_put_str(b, params));
+}
+
+static void put_fetch_jwt(struct buf *b, const char *url, uint8_t auth, const char *id, const char *scope,
+                          const char *uri, uint8_t insecure, const char *key_uri, const char *aud, uint32_t lifetime,
+                          const char *kid) {
+        put_fetch_v4(b, url, auth, id, scope, uri, insecure, key_uri, aud, lifetime, kid, NULL, NULL, NULL, NULL);
 }
 
 /* The same for basic and post. */
@@ -705,7 +732,7 @@ static void put_fetch(struct buf *b, const char *url, uint8_t auth, const char *
 
 static void test_reject_fetch(void **state) {
         char *url = repeat('u', MSG_URL_MAX + 1), *id = repeat('i', MSG_ID_MAX + 1),
-             *scope = repeat('s', MSG_SCOPE_MAX + 1);
+             *scope = repeat('s', MSG_SCOPE_MAX + 1), *params = repeat('r', MSG_PARAMS_MAX + 1);
         struct buf b;
 
         put_fetch(&b, "https://x/", CLIENT_AUTH_POST, "id", "s", "pkcs11:", 1);
@@ -751,7 +778,8 @@ static void test_reject_fetch(void **state) {
                 OK(buf_put_str(&b, NULL));
                 OK(buf_put_str(&b, NULL));
                 OK(buf_put_u32(&b, 0));
-                OK(buf_put_str(&b, NULL));
+                for (int i = 0; i < 5; i++)
+                        OK(buf_put_str(&b, NULL));
                 reject_buf("fetch", &b);
         }
 
@@ -785,9 +813,37 @@ static void test_reject_fetch(void **state) {
         reject_buf("fetch", &b);
         put_fetch_jwt(&b, "u", CLIENT_AUTH_BASIC, "id", NULL, "pkcs11:", 0, NULL, NULL, 0, "kid");
         reject_buf("fetch", &b);
+
+        /* Version 4: exactly one of token_url and issuer; the extra parameters are NULL or
+         * not empty, and within their limits. */
+        put_fetch_v4(&b, NULL, 0, "id", NULL, "pkcs11:", 0, NULL, NULL, 0, NULL, "https://i", "a", "r", "k=v");
+        valid_buf("fetch", &b);
+        put_fetch_v4(&b, "u", 0, "id", NULL, "pkcs11:", 0, NULL, NULL, 0, NULL, NULL, "a", "r1 r2", "k=v x=");
+        valid_buf("fetch", &b);
+        put_fetch_v4(&b, NULL, 2, "id", NULL, NULL, 0, "pk:", "https://i", 60, NULL, "https://i", NULL, NULL, NULL);
+        valid_buf("fetch", &b);
+        put_fetch_v4(&b, "u", 0, "id", NULL, "pkcs11:", 0, NULL, NULL, 0, NULL, "https://i", NULL, NULL, NULL);
+        reject_buf("fetch", &b);
+        put_fetch_v4(&b, NULL, 0, "id", NULL, "pkcs11:", 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL);
+        reject_buf("fetch", &b);
+        put_fetch_v4(&b, "u", 0, "id", NULL, "pkcs11:", 0, NULL, NULL, 0, NULL, NULL, "", NULL, NULL);
+        reject_buf("fetch", &b);
+        put_fetch_v4(&b, "u", 0, "id", NULL, "pkcs11:", 0, NULL, NULL, 0, NULL, NULL, NULL, "", NULL);
+        reject_buf("fetch", &b);
+        put_fetch_v4(&b, "u", 0, "id", NULL, "pkcs11:", 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, "");
+        reject_buf("fetch", &b);
+        put_fetch_v4(&b, NULL, 0, "id", NULL, "pkcs11:", 0, NULL, NULL, 0, NULL, url, NULL, NULL, NULL);
+        reject_buf("fetch", &b);
+        put_fetch_v4(&b, "u", 0, "id", NULL, "pkcs11:", 0, NULL, NULL, 0, NULL, NULL, url, NULL, NULL);
+        reject_buf("fetch", &b);
+        put_fetch_v4(&b, "u", 0, "id", NULL, "pkcs11:", 0, NULL, NULL, 0, NULL, NULL, NULL, params, NULL);
+        reject_buf("fetch", &b);
+        put_fetch_v4(&b, "u", 0, "id", NULL, "pkcs11:", 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, params);
+        reject_buf("fetch", &b);
         free(url);
         free(id);
         free(scope);
+        free(params);
 }
 
 static void put_fetch_done_retry(struct buf *b, uint8_t error, const char *token, const char *scope,
