@@ -23,6 +23,7 @@
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
 import process from 'node:process';
@@ -36,7 +37,9 @@ import {
 const MAX_RECORDED_REQUESTS = 200;
 const MAX_TEST_BODY = 64 * 1024;
 const BIGBODY_SIZE = 1024 * 1024;
-const FAULT_KINDS = new Set(['html', '500', '503', 'redirect', 'hang', 'slow', 'json', 'bigbody']);
+const FAULT_KINDS = new Set(['html', '500', '503', 'redirect', 'hang', 'slow', 'json', 'bigbody', '429', 'truncated',
+  'empty', 'flaky']);
+const MAX_FLAKY_TIMES = 200;
 
 function die(msg) {
   process.stderr.write(`idp: ${msg}\n`);
@@ -219,6 +222,7 @@ const stats = {
   },
   requests: [],
   faults: new Map(),
+  flaky: new Map(), // key -> {requests, at_ms: [Date.now() of each, last MAX_FLAKY_TIMES]}
 };
 let tokenDelayMs = 0;
 let slowCounter = 0;
@@ -231,6 +235,7 @@ function resetStats() {
   }
   stats.requests = [];
   stats.faults.clear();
+  stats.flaky.clear();
 }
 
 function statsJson() {
@@ -241,6 +246,7 @@ function statsJson() {
     both_auth_errors: stats.byAuth.both,
     requests: stats.requests,
     fault_requests: Object.fromEntries(stats.faults),
+    flaky: Object.fromEntries(stats.flaky),
     delay_ms: tokenDelayMs,
   };
 }
@@ -333,6 +339,23 @@ async function handleTest(req, res, url) {
   }
 }
 
+// The answer of a fault endpoint that refuses for now: STATUS, a Retry-After header when the
+// query has retry_after (sent verbatim: seconds, an HTTP-date, or garbage on purpose), and a
+// JSON {"error": CODE} body when it has error, plain text otherwise.
+function sendRefusal(res, url, status) {
+  const headers = {};
+  const retryAfter = url.searchParams.get('retry_after');
+  if (retryAfter !== null && retryAfter !== '') {
+    headers['Retry-After'] = retryAfter;
+  }
+  const code = url.searchParams.get('error');
+  if (code) {
+    sendJson(res, status, { error: code }, headers);
+  } else {
+    sendText(res, status, 'text/plain', `${http.STATUS_CODES[status] ?? 'Error'}\n`, headers);
+  }
+}
+
 async function handleFault(req, res, url, kind) {
   stats.faults.set(kind, (stats.faults.get(kind) ?? 0) + 1);
   // Take the whole request first, as a real server would, so that the client never sees a reset
@@ -352,8 +375,55 @@ async function handleFault(req, res, url, kind) {
       sendText(res, 500, 'text/plain', 'Internal Server Error\n');
       break;
     case '503':
-      sendText(res, 503, 'text/plain', 'Service Unavailable\n', { 'Retry-After': '1' });
+      if (url.searchParams.has('retry_after')) {
+        sendRefusal(res, url, 503);
+      } else {
+        sendText(res, 503, 'text/plain', 'Service Unavailable\n', { 'Retry-After': '1' });
+      }
       break;
+    case '429':
+      sendRefusal(res, url, 429);
+      break;
+    case 'truncated': {
+      // A 200 whose body stops half way: Content-Length promises more than is sent before the
+      // connection is closed.
+      const body = Buffer.from('{"access_token":"fault-truncated","token_type":"Bearer","expires_in":300}');
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': body.length });
+      res.write(body.subarray(0, 20));
+      setTimeout(() => { res.destroy(); }, 50);
+      break;
+    }
+    case 'empty':
+      sendText(res, 200, 'application/json', '');
+      break;
+    case 'flaky': {
+      // Per key: AFTER tokens first, then FAIL refusals (status, retry_after, error as for 429),
+      // then tokens again.
+      const key = url.searchParams.get('key') ?? '';
+      const after = Number.parseInt(url.searchParams.get('after') ?? '0', 10);
+      const fail = Number.parseInt(url.searchParams.get('fail') ?? '1', 10);
+      const status = Number.parseInt(url.searchParams.get('status') ?? '503', 10);
+      const expiresIn = Number.parseInt(url.searchParams.get('expires_in') ?? '300', 10);
+      if (![after, fail, expiresIn].every((v) => Number.isInteger(v) && v >= 0)
+          || !Number.isInteger(status) || status < 400 || status > 599) {
+        sendJson(res, 400, { error: 'after, fail, expires_in: non-negative integers; status 400..599' });
+        return;
+      }
+      const entry = stats.flaky.get(key) ?? { requests: 0, at_ms: [] };
+      entry.requests += 1;
+      entry.at_ms.push(Date.now());
+      if (entry.at_ms.length > MAX_FLAKY_TIMES) {
+        entry.at_ms.splice(0, entry.at_ms.length - MAX_FLAKY_TIMES);
+      }
+      stats.flaky.set(key, entry);
+      const n = entry.requests;
+      if (n > after && n <= after + fail) {
+        sendRefusal(res, url, status);
+      } else {
+        sendJson(res, 200, { access_token: `fault-flaky-${key}-${n}`, token_type: 'Bearer', expires_in: expiresIn });
+      }
+      break;
+    }
     case 'redirect':
       res.writeHead(302, { Location: tokenEndpoint, 'Content-Length': 0 });
       res.end();
