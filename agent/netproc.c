@@ -268,6 +268,7 @@ static void *fetch_thread(void *arg) {
         case OAUTH_IDP_ERROR:
                 d.error = API_IDP_ERROR;
                 d.idp_error = res.error_code;
+                d.retry_after = res.retry_after; /* 429, 503: the front holds off that long */
                 break;
         case OAUTH_TIMEOUT:
                 d.error = API_IDP_TIMEOUT;

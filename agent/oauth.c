@@ -691,6 +691,72 @@ int oauth_parse_token_response(long http_status, const char *content_type, const
         return r;
 }
 
+/* ---- Retry-After (RFC 9110 §10.2.3) ---- */
+
+int oauth_parse_retry_after(const char *value, time_t now, uint32_t *ret) {
+        const char *b, *e;
+        uint64_t v = 0;
+        char date[64];
+        time_t t;
+
+        if (!value)
+                return -EINVAL;
+        for (b = value; *b == ' ' || *b == '\t'; b++)
+                ;
+        for (e = b + strlen(b); e > b && (e[-1] == ' ' || e[-1] == '\t'); e--)
+                ;
+        if (b == e)
+                return -EINVAL;
+        if (strspn(b, "0123456789") == (size_t) (e - b)) {
+                /* delay-seconds: saturating, so that any number of digits is just "long". */
+                for (const char *c = b; c < e && v <= OAUTH_RETRY_AFTER_MAX; c++)
+                        v = v * 10 + (uint64_t) (*c - '0');
+        } else {
+                /* An HTTP-date.  curl_getdate() reads the string to its NUL: copy the value. */
+                if ((size_t) (e - b) >= sizeof date)
+                        return -EINVAL;
+                memcpy(date, b, (size_t) (e - b));
+                date[e - b] = '\0';
+                /* Every HTTP-date names its month (curl_getdate() would take "12 34" too). */
+                if (!strpbrk(date, "JFMASOND"))
+                        return -EINVAL;
+                t = curl_getdate(date, NULL);
+                if (t == (time_t) -1)
+                        return -EINVAL;
+                v = t > now ? (uint64_t) (t - now) : 0;
+        }
+        if (v < 1)
+                v = 1;
+        if (v > OAUTH_RETRY_AFTER_MAX)
+                v = OAUTH_RETRY_AFTER_MAX;
+        *ret = (uint32_t) v;
+        return 0;
+}
+
+void oauth_apply_retry_after(struct oauth_result *r, const char *retry_after, time_t now) {
+        uint32_t wait = 0;
+        char code[OAUTH_ERROR_CODE_MAX + 1];
+        long status = r->http_status;
+
+        if (status != 429 && status != 503)
+                return;
+        if (oauth_parse_retry_after(retry_after, now, &wait) < 0)
+                wait = 0;
+        if (r->outcome == OAUTH_IDP_ERROR && r->error_code[0])
+                memcpy(code, r->error_code, sizeof code);
+        else
+                strcpy(code, "temporarily_unavailable");
+        oauth_result_clear(r);
+        r->http_status = status;
+        memcpy(r->error_code, code, sizeof r->error_code);
+        r->retry_after = wait;
+        if (wait > 0)
+                result_set(r, OAUTH_IDP_ERROR, "token endpoint answered HTTP %ld: %s; Retry-After %" PRIu32 " s",
+                           status, code, wait);
+        else
+                result_set(r, OAUTH_IDP_ERROR, "token endpoint answered HTTP %ld: %s", status, code);
+}
+
 /* ---- the transfer ---- */
 
 /* What libcurl may still hold after a transfer, and what is done about it.
@@ -1031,6 +1097,13 @@ int oauth_fetch(const struct oauth_request *req, const volatile int *abort, stru
         (void) curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &content_type);
         r = oauth_parse_token_response(status, content_type, resp.body->data, resp.body->len, req->default_ttl,
                                        req->max_ttl, ret);
+        if (r >= 0 && (status == 429 || status == 503)) {
+                struct curl_header *ra = NULL;
+
+                if (curl_easy_header(h, "Retry-After", 0, CURLH_HEADER, -1, &ra) != CURLHE_OK)
+                        ra = NULL;
+                oauth_apply_retry_after(ret, ra ? ra->value : NULL, time(NULL));
+        }
         if (ret->outcome == OAUTH_OK) {
                 char fp[9];
 

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "agent/config.h"
 #include "secmem.h"
@@ -19,6 +20,7 @@ struct curlpool;
 #define OAUTH_RESPONSE_MAX (64 * 1024)
 #define OAUTH_TOKEN_MAX (16 * 1024)       /* longest access_token accepted, bytes */
 #define OAUTH_ERROR_CODE_MAX 64           /* longest §5.2 error code passed on */
+#define OAUTH_RETRY_AFTER_MAX 3600        /* s: a longer Retry-After is taken as this */
 
 enum oauth_outcome {
         OAUTH_OK = 0,
@@ -38,6 +40,9 @@ struct oauth_result {
         char *scope;                      /* granted scope from the response, or NULL when absent */
         /* OAUTH_IDP_ERROR: the §5.2 "error" value, only %x20-21/%x23-5B/%x5D-7E, capped */
         char error_code[OAUTH_ERROR_CODE_MAX + 1];
+        /* HTTP 429 and 503 with a usable Retry-After (oauth_apply_retry_after()): the seconds to
+         * wait, 1 … OAUTH_RETRY_AFTER_MAX; otherwise 0 */
+        uint32_t retry_after;
         /* everything but OAUTH_OK: a short English description safe to show the caller
          * (never the raw body, a secret or a token) */
         char description[160];
@@ -147,6 +152,24 @@ int oauth_token_request_body(const struct oauth_request *req, struct secbuf **re
  * Pure: no I/O, no logging; takes untrusted bytes (fuzzed). */
 int oauth_parse_token_response(long http_status, const char *content_type, const uint8_t *body, size_t len,
                                uint32_t default_ttl, uint32_t max_ttl, struct oauth_result *ret);
+
+/* Parses the value of a Retry-After header (RFC 9110 §10.2.3) received at NOW (Unix time, s):
+ * delay-seconds (1*DIGIT) or an HTTP-date, the latter read with libcurl's curl_getdate()
+ * (IMF-fixdate, and the obsolete RFC 850 and asctime forms).  Whitespace around the value is
+ * allowed.  The wait is clamped to 1 … OAUTH_RETRY_AFTER_MAX: "0" and dates not in the
+ * future give 1, anything longer (however many digits) the cap.  Returns 0 with the seconds in
+ * *RET, or -EINVAL (*RET untouched) for NULL, an empty value or one of neither form ("-5",
+ * "1.5", "soon").  Pure: no I/O, no logging; takes untrusted bytes. */
+int oauth_parse_retry_after(const char *value, time_t now, uint32_t *ret);
+
+/* For an answer with HTTP status 429 (Too Many Requests) or 503 (Service Unavailable) that
+ * oauth_parse_token_response() put in R: the IdP asks to come back later.  R becomes
+ * OAUTH_IDP_ERROR with the IdP's own §5.2 code when it sent one, "temporarily_unavailable"
+ * otherwise (the RFC 6749 §4.1.2.1 name for it); RETRY_AFTER, the value of the answer's
+ * Retry-After header (NULL when absent), is parsed with oauth_parse_retry_after() at NOW into
+ * R's retry_after (an unusable value counts as absent), and the description says the status
+ * and the wait.  Other statuses: R is left alone. */
+void oauth_apply_retry_after(struct oauth_result *r, const char *retry_after, time_t now);
 
 /* Runs one token request with libcurl (blocking; call from a worker thread).  The Basic
  * header and the body live in locked secbufs and are wiped when the transfer ends; no

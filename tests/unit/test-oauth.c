@@ -1011,11 +1011,100 @@ static void test_fetch_html(void **state) {
 
 static void test_fetch_5xx(void **state) {
         size_t alen;
-        char *a = http_answer("503 Service Unavailable", "Retry-After: 5\r\n", "", 0, &alen);
+        char *a = http_answer("500 Internal Server Error", "", "", 0, &alen);
 
-        check_fetch_outcome(SERVE_ANSWER, a, alen, 10, NULL, OAUTH_BAD_RESPONSE, 503, "token endpoint answered HTTP 503",
+        check_fetch_outcome(SERVE_ANSWER, a, alen, 10, NULL, OAUTH_BAD_RESPONSE, 500, "token endpoint answered HTTP 500",
                             5);
         free(a);
+        /* 503 and 429 ask to come back later, with Retry-After in seconds or as an HTTP-date. */
+        a = http_answer("503 Service Unavailable", "Retry-After: 5\r\n", "", 0, &alen);
+        check_fetch_outcome(SERVE_ANSWER, a, alen, 10, NULL, OAUTH_IDP_ERROR, 503,
+                            "token endpoint answered HTTP 503: temporarily_unavailable; Retry-After 5 s", 5);
+        free(a);
+        a = http_answer("429 Too Many Requests", "Retry-After: Thu, 01 Jan 2099 00:00:00 GMT\r\n"
+                        "Content-Type: application/json\r\n", "{\"error\":\"slow_down\"}", 21, &alen);
+        check_fetch_outcome(SERVE_ANSWER, a, alen, 10, NULL, OAUTH_IDP_ERROR, 429,
+                            "token endpoint answered HTTP 429: slow_down; Retry-After 3600 s", 5);
+        free(a);
+        a = http_answer("429 Too Many Requests", "", "", 0, &alen);
+        check_fetch_outcome(SERVE_ANSWER, a, alen, 10, NULL, OAUTH_IDP_ERROR, 429,
+                            "token endpoint answered HTTP 429: temporarily_unavailable", 5);
+        free(a);
+}
+
+/* Retry-After in both forms (RFC 9110 §10.2.3), clamped to 1 … OAUTH_RETRY_AFTER_MAX. */
+static void test_retry_after(void **state) {
+        const time_t now = 1700000000; /* Tue, 14 Nov 2023 22:13:20 GMT */
+        static const struct {
+                const char *value;
+                int r;
+                uint32_t wait;
+        } cases[] = {
+                { "3", 0, 3 },
+                { " 120\t", 0, 120 },
+                { "0", 0, 1 },                                 /* now: after a second */
+                { "3600", 0, 3600 },
+                { "3601", 0, 3600 },                           /* absurd: the cap */
+                { "99999999999999999999999999999999", 0, 3600 },
+                { "Tue, 14 Nov 2023 22:13:50 GMT", 0, 30 },    /* IMF-fixdate */
+                { "Tuesday, 14-Nov-23 22:14:20 GMT", 0, 60 },  /* RFC 850 */
+                { "Tue Nov 14 22:13:25 2023", 0, 5 },          /* asctime */
+                { "Tue, 14 Nov 2023 22:13:20 GMT", 0, 1 },     /* now */
+                { "Mon, 13 Nov 2023 22:13:20 GMT", 0, 1 },     /* in the past */
+                { "Fri, 31 Dec 9999 23:59:59 GMT", 0, 3600 },
+                { "-5", -EINVAL, 0 },
+                { "1.5", -EINVAL, 0 },
+                { "+5", -EINVAL, 0 },
+                { "5 s", -EINVAL, 0 },
+                { "12 34", -EINVAL, 0 },
+                { "Nov", -EINVAL, 0 },
+                { "soon", -EINVAL, 0 },
+                { "", -EINVAL, 0 },
+                { "   ", -EINVAL, 0 },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                uint32_t wait = 77;
+
+                print_message("  \"%s\"\n", cases[i].value);
+                assert_int_equal(oauth_parse_retry_after(cases[i].value, now, &wait), cases[i].r);
+                assert_int_equal(wait, cases[i].r == 0 ? cases[i].wait : 77);
+        }
+        assert_int_equal(oauth_parse_retry_after(NULL, now, &(uint32_t) { 0 }), -EINVAL);
+}
+
+/* 429/503: temporarily_unavailable unless the IdP named its own code; other statuses untouched. */
+static void test_apply_retry_after(void **state) {
+        const time_t now = 1700000000;
+        struct oauth_result r;
+        const char *b = "{\"error\":\"slow_down\"}";
+
+        assert_int_equal(oauth_parse_token_response(503, "text/plain", (const uint8_t *) "busy", 4, 300, 3600, &r), 0);
+        assert_int_equal(r.outcome, OAUTH_BAD_RESPONSE);
+        oauth_apply_retry_after(&r, "Tue, 14 Nov 2023 22:13:27 GMT", now);
+        assert_int_equal(r.outcome, OAUTH_IDP_ERROR);
+        assert_int_equal(r.http_status, 503);
+        assert_string_equal(r.error_code, "temporarily_unavailable");
+        assert_int_equal(r.retry_after, 7);
+        assert_string_equal(r.description, "token endpoint answered HTTP 503: temporarily_unavailable; Retry-After 7 s");
+        oauth_result_clear(&r);
+
+        assert_int_equal(oauth_parse_token_response(429, "application/json", (const uint8_t *) b, strlen(b), 300, 3600,
+                                                    &r), 0);
+        oauth_apply_retry_after(&r, "soon", now); /* unusable: as if absent */
+        assert_int_equal(r.outcome, OAUTH_IDP_ERROR);
+        assert_string_equal(r.error_code, "slow_down");
+        assert_int_equal(r.retry_after, 0);
+        assert_string_equal(r.description, "token endpoint answered HTTP 429: slow_down");
+        oauth_result_clear(&r);
+
+        /* Not 429 or 503: nothing changes, whatever the header. */
+        assert_int_equal(oauth_parse_token_response(500, NULL, NULL, 0, 300, 3600, &r), 0);
+        oauth_apply_retry_after(&r, "5", now);
+        assert_int_equal(r.outcome, OAUTH_BAD_RESPONSE);
+        assert_int_equal(r.retry_after, 0);
+        assert_string_equal(r.error_code, "");
+        oauth_result_clear(&r);
 }
 
 static void test_fetch_redirect_not_followed(void **state) {
@@ -1426,6 +1515,8 @@ int main(void) {
                 cmocka_unit_test(test_fetch_idp_error),
                 cmocka_unit_test(test_fetch_html),
                 cmocka_unit_test(test_fetch_5xx),
+                cmocka_unit_test(test_retry_after),
+                cmocka_unit_test(test_apply_retry_after),
                 cmocka_unit_test(test_fetch_redirect_not_followed),
                 cmocka_unit_test(test_fetch_oversize),
                 cmocka_unit_test(test_fetch_hang_up),
