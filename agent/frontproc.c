@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: ISC */
 #include <errno.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <json-c/json.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -90,8 +91,10 @@ static void request_free(struct request *req) {
         free(req);
 }
 
-/* Queues a JSON response.  The body may hold a token: our copy is wiped after MHD copied it. */
-static enum MHD_Result queue_json(struct MHD_Connection *conn, unsigned status, struct json_object *obj) {
+/* Queues a JSON response, with a Retry-After header when RETRY_AFTER (seconds) is not 0.  The
+ * body may hold a token: our copy is wiped after MHD copied it. */
+static enum MHD_Result queue_json_retry(struct MHD_Connection *conn, unsigned status, struct json_object *obj,
+                                        uint32_t retry_after) {
         size_t len;
         const char *text = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN, &len);
         struct MHD_Response *resp;
@@ -104,13 +107,24 @@ static enum MHD_Result queue_json(struct MHD_Connection *conn, unsigned status, 
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store"); /* RFC 6749 §5.1 */
         MHD_add_response_header(resp, "Pragma", "no-cache");
+        if (retry_after > 0) {
+                char v[16];
+
+                snprintf(v, sizeof v, "%" PRIu32, retry_after);
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
+        }
         ret = MHD_queue_response(conn, status, resp);
         MHD_destroy_response(resp);
         return ret;
 }
 
-static enum MHD_Result queue_error(struct MHD_Connection *conn, enum api_error e, const char *idp_error,
-                                   const char *description) {
+static enum MHD_Result queue_json(struct MHD_Connection *conn, unsigned status, struct json_object *obj) {
+        return queue_json_retry(conn, status, obj, 0);
+}
+
+/* An error answer; RETRY_AFTER (s, 0: none): while the key backs off (agent/tokcache.h). */
+static enum MHD_Result queue_error_retry(struct MHD_Connection *conn, enum api_error e, const char *idp_error,
+                                         const char *description, uint32_t retry_after) {
         struct json_object *o = json_object_new_object();
         enum MHD_Result ret;
 
@@ -119,9 +133,14 @@ static enum MHD_Result queue_error(struct MHD_Connection *conn, enum api_error e
                 json_object_object_add(o, "error_description", json_object_new_string(description));
         if (idp_error && *idp_error)
                 json_object_object_add(o, "idp_error", json_object_new_string(idp_error));
-        ret = queue_json(conn, api_error_status(e), o);
+        ret = queue_json_retry(conn, api_error_status(e), o, retry_after);
         json_object_put(o);
         return ret;
+}
+
+static enum MHD_Result queue_error(struct MHD_Connection *conn, enum api_error e, const char *idp_error,
+                                   const char *description) {
+        return queue_error_retry(conn, e, idp_error, description, 0);
 }
 
 static const char *outcome_name(const struct tokcache_answer *a) {
@@ -150,7 +169,7 @@ static enum MHD_Result queue_token(struct request *req, const struct conn_ctx *c
                  a->idp_error[0] ? " idp_error=" : "", a->idp_error, fp,
                  (unsigned long long) (now - req->started_ms));
         if (a->error != API_OK)
-                return queue_error(req->conn, a->error, a->idp_error, a->description);
+                return queue_error_retry(req->conn, a->error, a->idp_error, a->description, a->retry_after);
 
         uint64_t remaining_ms = a->expires_at - now;
         struct json_object *o = json_object_new_object();
@@ -164,6 +183,9 @@ static enum MHD_Result queue_token(struct request *req, const struct conn_ctx *c
         json_object_object_add(o, "expires_at", json_object_new_int64((int64_t) rt.tv_sec + (int64_t) (remaining_ms / 1000)));
         json_object_object_add(o, "scope", a->scope ? json_object_new_string(a->scope) : NULL);
         json_object_object_add(o, "principal", json_object_new_string(p->name));
+        if (a->stale)
+                /* Its refresh failed (the IdP is down or refusing); it is still valid. */
+                json_object_object_add(o, "stale", json_object_new_boolean(1));
         ret = queue_json(req->conn, 200, o);
         json_object_put(o);
         return ret;
@@ -218,6 +240,31 @@ static int is_refresh_status(const struct config_credential *cred, int64_t statu
         return false;
 }
 
+/* A refresh body's optional "access_token_fp": TOKCACHE_FP_LEN hex digits, stored lower-case in
+ * RET (TOKCACHE_FP_LEN + 1 bytes; left "" when absent or null).  Returns 0, or -EINVAL for
+ * anything else. */
+static int refresh_fingerprint(struct json_object *body, char *ret) {
+        struct json_object *v;
+        const char *s;
+
+        if (!json_object_object_get_ex(body, "access_token_fp", &v) || json_object_is_type(v, json_type_null))
+                return 0;
+        if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) != TOKCACHE_FP_LEN)
+                return -EINVAL;
+        s = json_object_get_string(v);
+        for (size_t i = 0; i < TOKCACHE_FP_LEN; i++) {
+                char c = s[i];
+
+                if (c >= 'A' && c <= 'F')
+                        c = (char) (c - 'A' + 'a');
+                else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+                        return -EINVAL;
+                ret[i] = c;
+        }
+        ret[TOKCACHE_FP_LEN] = '\0';
+        return 0;
+}
+
 /* The scope to ask for on behalf of the caller: the credential's, with a formula expanded for
  * this caller (config_scope_expand(), from the name tables read at load time: the front
  * cannot ask NSS).  Stores it in *RET_SCOPE (may point into BUF) and returns 0; when the
@@ -249,6 +296,7 @@ static enum MHD_Result handle_token(struct frontproc *f, struct request *req, co
         const char *scope = NULL;
         enum MHD_Result result;
         uint32_t min_ttl = 0;
+        char served_fp[TOKCACHE_FP_LEN + 1] = ""; /* refresh: the refused token's fingerprint */
         size_t idx;
         int r;
 
@@ -288,7 +336,14 @@ static enum MHD_Result handle_token(struct frontproc *f, struct request *req, co
                                            "expected a JSON body {\"status\": N} with the HTTP status the API answered");
                 }
                 status = json_object_get_int64(st);
+                /* Optional: which token was refused, as its fingerprint (the first 8 hex digits of
+                 * its SHA-256), so that only that one is dropped. */
+                r = refresh_fingerprint(body, served_fp);
                 json_object_put(body);
+                if (r < 0)
+                        return queue_error(req->conn, API_INVALID_REQUEST, NULL,
+                                           "access_token_fp must be the first 8 hex digits of the SHA-256 of the "
+                                           "refused access token");
                 if (!is_refresh_status(cred, status)) {
                         char d[128];
                         snprintf(d, sizeof d, "status %lld does not force a refresh for this credential",
@@ -306,8 +361,12 @@ static enum MHD_Result handle_token(struct frontproc *f, struct request *req, co
         }
 
         req->waiter.done = request_done;
-        r = tokcache_get(f->cache, req->principal, scope, min_ttl, refresh, req->started_ms, &req->waiter,
-                         &req->answer);
+        if (refresh)
+                r = tokcache_force_refresh(f->cache, req->principal, scope, served_fp[0] ? served_fp : NULL,
+                                           req->started_ms, &req->waiter, &req->answer);
+        else
+                r = tokcache_get(f->cache, req->principal, scope, min_ttl, false, req->started_ms, &req->waiter,
+                                 &req->answer);
         if (r == 0)
                 return queue_token(req, cc);
         if (r == -EINPROGRESS) {
@@ -678,6 +737,7 @@ static void handle_fetch_done(struct frontproc *f, struct msg_fetch_done *d) {
         } else {
                 snprintf(a.idp_error, sizeof a.idp_error, "%s", d->idp_error ? d->idp_error : "");
                 snprintf(a.description, sizeof a.description, "%s", d->description ? d->description : "");
+                a.retry_after = d->retry_after;
         }
         complete_pending(f, &p, &a, d->http_status);
 }
