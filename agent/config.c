@@ -25,6 +25,7 @@
 
 #include "build-config.h"
 #include "agent/config.h"
+#include "agent/oauth.h"
 #include "ipc/client.h"
 #include "ipc/msg.h"
 #include "hsm/hsm.h"
@@ -1347,6 +1348,10 @@ enum {
         CRED_TIMEOUT,
         CRED_ASSERTION_AUDIENCE,
         CRED_ASSERTION_LIFETIME,
+        CRED_ISSUER,
+        CRED_AUDIENCE,
+        CRED_RESOURCE,
+        CRED_TOKEN_PARAMS,
         _CRED_MAX,
 };
 
@@ -1366,6 +1371,10 @@ static const char *const credential_keys[_CRED_MAX + 1] = {
         [CRED_TIMEOUT] = "timeout",
         [CRED_ASSERTION_AUDIENCE] = "assertion_audience",
         [CRED_ASSERTION_LIFETIME] = "assertion_lifetime",
+        [CRED_ISSUER] = "issuer",
+        [CRED_AUDIENCE] = "audience",
+        [CRED_RESOURCE] = "resource",
+        [CRED_TOKEN_PARAMS] = "token_params",
 };
 
 static struct config_principal *config_principal_free(struct config_principal *p) {
@@ -1395,6 +1404,10 @@ static struct config_credential *config_credential_free(struct config_credential
         free(c->label);
         free(c->token_url);
         free(c->assertion_audience);
+        free(c->issuer);
+        free(c->audience);
+        free(c->resource);
+        free(c->token_params);
         free(c->scope);
         formula_free(c->scope_formula);
         free(c->refresh_status);
@@ -1513,6 +1526,124 @@ static void parse_scope_formula(struct loader *l, const struct section *s, const
         }
 }
 
+/* RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then ":". */
+static bool has_uri_scheme(const char *v) {
+        size_t n = 0;
+
+        if (!((v[0] >= 'a' && v[0] <= 'z') || (v[0] >= 'A' && v[0] <= 'Z')))
+                return false;
+        while (v[n] && v[n] != ':') {
+                char c = v[n];
+
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+' ||
+                      c == '-' || c == '.'))
+                        return false;
+                n++;
+        }
+        return v[n] == ':';
+}
+
+/* [credential] resource: RFC 8707 §2 resource indicators, each an absolute URI (RFC 3986
+ * §4.3) without a fragment; http and https ones must parse as URLs (libcurl) with a host.
+ * Stored joined by single spaces. */
+static void parse_resource(struct loader *l, const struct section *s, const struct entry *e,
+                           struct config_credential *cred) {
+        char **items = split(e->value, " \t");
+        _cleanup_free_ char *joined = NULL;
+        size_t n = 0;
+        bool ok = true;
+
+        if (!items) {
+                l->oom = true;
+                return;
+        }
+        joined = malloc(strlen(e->value) + 1);
+        if (!joined) {
+                l->oom = true;
+                strv_free(items);
+                return;
+        }
+        for (char **p = items; *p; p++) {
+                const char *v = *p;
+                bool chars = true;
+
+                /* RFC 3986 characters: no space, '"', '<', '>', '\\', '^', '`', '{', '|', '}', no
+                 * control or non-ASCII byte. */
+                for (const unsigned char *c = (const unsigned char *) v; *c; c++)
+                        if (*c <= 0x20 || *c >= 0x7f || strchr("\"<>\\^`{|}", *c))
+                                chars = false;
+                if (!chars || !has_uri_scheme(v)) {
+                        key_error(l, s, e, "\"%s\" is not an absolute URI (RFC 8707: a resource indicator is "
+                                  "an absolute URI such as https://api.example.com/)", Q(v));
+                        ok = false;
+                        continue;
+                }
+                if (strchr(v, '#')) {
+                        key_error(l, s, e, "\"%s\" must not contain a fragment (\"#...\"; RFC 8707 section 2)", Q(v));
+                        ok = false;
+                        continue;
+                }
+                if (strncasecmp(v, "https:", 6) == 0 || strncasecmp(v, "http:", 5) == 0) {
+                        CURLU *u = curl_url();
+                        CURLUcode rc;
+
+                        if (!u) {
+                                l->oom = true;
+                                break;
+                        }
+                        rc = curl_url_set(u, CURLUPART_URL, v, 0);
+                        curl_url_cleanup(u);
+                        if (rc == CURLUE_OUT_OF_MEMORY) {
+                                l->oom = true;
+                                break;
+                        }
+                        if (rc != CURLUE_OK) {
+                                key_error(l, s, e, "\"%s\" is not a valid URL: %s", Q(v), curl_url_strerror(rc));
+                                ok = false;
+                                continue;
+                        }
+                }
+                if (n > 0)
+                        joined[n++] = ' ';
+                memcpy(joined + n, v, strlen(v));
+                n += strlen(v);
+        }
+        strv_free(items);
+        if (!ok || l->oom)
+                return;
+        joined[n] = '\0';
+        if (n > MSG_PARAMS_MAX) {
+                key_error(l, s, e, "longer than %d bytes", MSG_PARAMS_MAX);
+                return;
+        }
+        free(cred->resource);
+        cred->resource = TAKE_PTR(joined);
+}
+
+/* [credential] token_params: static pairs (oauth_token_params_parse()), stored normalised. */
+static void parse_token_params(struct loader *l, const struct section *s, const struct entry *e,
+                               struct config_credential *cred) {
+        char why[384] = "", *normal = NULL;
+        int r;
+
+        r = oauth_token_params_parse(e->value, &normal, why, sizeof why);
+        if (r == -ENOMEM) {
+                l->oom = true;
+                return;
+        }
+        if (r < 0) {
+                key_error(l, s, e, "%s", why);
+                return;
+        }
+        if (!normal[0]) {
+                free(normal);
+                key_error(l, s, e, "no key=value pair");
+                return;
+        }
+        free(cred->token_params);
+        cred->token_params = normal;
+}
+
 static void validate_credential(struct loader *l, const struct section *s, struct config_credential *cred) {
         const struct entry *seen[_CRED_MAX] = {};
         const struct entry *e;
@@ -1621,9 +1752,42 @@ static void validate_credential(struct loader *l, const struct section *s, struc
                                   cred->connect_timeout, cred->timeout);
         }
 
+        e = seen[CRED_AUDIENCE];
+        if (has_value(e)) {
+                if (strlen(e->value) > MSG_URL_MAX)
+                        key_error(l, s, e, "longer than %d bytes", MSG_URL_MAX);
+                else if (!scope_is_valid(e->value) || strchr(e->value, ' '))
+                        key_error(l, s, e, "\"%s\" is not an audience: one URI or identifier, printable ASCII "
+                                  "without spaces or quotes", Q(e->value));
+                else
+                        strdup_to(l, &cred->audience, e->value);
+        }
+        e = seen[CRED_RESOURCE];
+        if (has_value(e))
+                parse_resource(l, s, e, cred);
+        e = seen[CRED_TOKEN_PARAMS];
+        if (has_value(e))
+                parse_token_params(l, s, e, cred);
+
+        /* The token endpoint: given, or discovered from the issuer (exactly one of them). */
+        e = seen[CRED_ISSUER];
+        if (e && seen[CRED_TOKEN_URL])
+                key_error(l, s, e, "token_url is set too (line %u): give either the token endpoint or the issuer "
+                          "whose metadata names it", seen[CRED_TOKEN_URL]->line);
+        else if (has_value(e)) {
+                if (check_token_url(l, s, e, cred->allow_insecure_loopback)) {
+                        /* RFC 8414 §2: an issuer has no query (and no fragment, checked above). */
+                        if (strchr(e->value, '?'))
+                                key_error(l, s, e, "\"%s\" must not contain a query (\"?...\"; RFC 8414 section 2)",
+                                          Q(e->value));
+                        else
+                                strdup_to(l, &cred->issuer, e->value);
+                }
+        }
+
         e = seen[CRED_TOKEN_URL];
-        if (!e)
-                section_error(l, s, "missing required key \"token_url\"");
+        if (!e && !seen[CRED_ISSUER])
+                section_error(l, s, "missing required key \"token_url\" (or \"issuer\", to discover it)");
         else if (has_value(e) && check_token_url(l, s, e, cred->allow_insecure_loopback))
                 strdup_to(l, &cred->token_url, e->value);
 }

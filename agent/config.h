@@ -50,7 +50,7 @@ struct config_principal {
 struct config_credential {
         char *name;
         char *label;                      /* may be NULL */
-        char *token_url;
+        char *token_url;                  /* NULL when issuer is set */
         enum client_auth client_auth;
         char *scope;                      /* may be NULL: no scope parameter is sent; a formula's
                                            * source text ("{!…}") when scope_formula is set */
@@ -68,8 +68,16 @@ struct config_credential {
         uint32_t connect_timeout;         /* s */
         uint32_t timeout;                 /* s; whole token request */
         /* client_auth = private_key_jwt only: */
-        char *assertion_audience;         /* the assertion's "aud"; NULL: token_url */
+        char *assertion_audience;         /* the assertion's "aud"; NULL: token_url, or issuer */
         uint32_t assertion_lifetime;      /* s, exp - iat (1 … ASSERTION_LIFETIME_MAX) */
+        /* Discovery (agent/discovery.h): exactly one of token_url and issuer is set. */
+        char *issuer;                     /* an https URL without query or fragment, or NULL */
+        /* Extra parameters of the token request, NULL when not configured: */
+        char *audience;                   /* one "audience" parameter */
+        char *resource;                   /* RFC 8707 absolute URIs without fragment, separated
+                                           * by single spaces; one "resource" parameter each */
+        char *token_params;               /* static pairs, oauth_token_params_parse()'s normal
+                                           * form "key=value key=value" */
         struct config_principal **principals; /* sorted by ascending sequence */
         const struct policy_rule **rules;     /* rules[i] == &principals[i]->rule */
         size_t n_principals;

@@ -75,6 +75,10 @@ static void credential_eq(const struct config_credential *a, const struct config
         assert_int_equal(a->timeout, b->timeout);
         str_eq(a->assertion_audience, b->assertion_audience);
         assert_int_equal(a->assertion_lifetime, b->assertion_lifetime);
+        str_eq(a->issuer, b->issuer);
+        str_eq(a->audience, b->audience);
+        str_eq(a->resource, b->resource);
+        str_eq(a->token_params, b->token_params);
         str_eq(a->file, b->file);
         assert_int_equal(a->line, b->line);
         assert_int_equal(a->n_principals, b->n_principals);
@@ -256,6 +260,12 @@ static void test_loaded_config(void **state) {
                 "client_id = reports-root\n"
                 "client_secret = pkcs11:object=reports-root\n"
                 "users = 0\n");
+        write_file("conf.d/40-extras.conf",
+                "[credential Extras]\n"
+                "issuer = https://idp.example.com/tenants/t1\n"
+                "audience = api://extras\n"
+                "resource = https://a.example/v1 urn:example:b\n"
+                "token_params = tenant=t1&region=eu\n");
         write_file("conf.d/30-jwt.conf",
                 "[credential Signed]\n"
                 "token_url = https://idp.example.com/signed\n"
@@ -282,7 +292,10 @@ static void test_loaded_config(void **state) {
         assert_int_equal(r, 0);
 
         /* What was loaded is what this test is about: several of everything. */
-        assert_int_equal(c->n_credentials, 4);
+        assert_int_equal(c->n_credentials, 5);
+        assert_null(c->credentials[4]->token_url);
+        assert_string_equal(c->credentials[4]->issuer, "https://idp.example.com/tenants/t1");
+        assert_string_equal(c->credentials[4]->token_params, "tenant=t1 region=eu");
         assert_int_equal(c->credentials[3]->client_auth, CLIENT_AUTH_PRIVATE_KEY_JWT);
         assert_int_equal(c->credentials[3]->principals[0]->assertion_alg, HSM_ALG_PS256);
         assert_non_null(c->credentials[2]->scope_formula);
@@ -876,6 +889,8 @@ static void put_credential(struct buf *b, const char *name, uint32_t n_principal
                 assert_int_equal(buf_put_u32(b, 1), 0);
         assert_int_equal(buf_put_str(b, NULL), 0);  /* assertion_audience */
         assert_int_equal(buf_put_u32(b, 60), 0);    /* assertion_lifetime */
+        for (int i = 0; i < 4; i++)
+                assert_int_equal(buf_put_str(b, NULL), 0); /* issuer, audience, resource, token_params */
         assert_int_equal(buf_put_str(b, NULL), 0);  /* file */
         assert_int_equal(buf_put_u32(b, 1), 0);     /* line */
         assert_int_equal(buf_put_u32(b, n_principals), 0);

@@ -1014,7 +1014,7 @@ static void test_credential_errors(void **state) {
                   F ":7: [credential D] flow: \"authorization_code\" is not supported; the only flow is "
                   "client_credentials\n" },
                 { D_HEAD "label = x\n",
-                  F ":5: [credential D]: missing required key \"token_url\"\n" },
+                  F ":5: [credential D]: missing required key \"token_url\" (or \"issuer\", to discover it)\n" },
                 { D_HEAD "token_url = idp.example.com/token\n",
                   F ":6: [credential D] token_url: \"idp.example.com/token\" is not a valid URL: Bad scheme\n" },
                 { D_HEAD "token_url = ftp://idp.example.com/token\n",
@@ -1111,6 +1111,101 @@ static void test_credential_errors(void **state) {
                       F ":6: [credential D] token_url: not a valid URL: Port number was not a decimal number between 0 "
                       "and 65535\n");
         assert_null(strstr(t->errors, "hunter2"));
+}
+
+/* audience, resource, token_params and issuer (issue 4, items 3 and 7). */
+static void test_token_params(void **state) {
+        struct ctx *t = *state;
+        const struct config_credential *c;
+        struct config *cfg;
+
+        /* None of them by default. */
+        cfg = expect_ok(t, AGENT CRED PRINC);
+        c = config_find_credential(cfg, "C");
+        assert_null(c->audience);
+        assert_null(c->resource);
+        assert_null(c->token_params);
+        assert_null(c->issuer);
+        assert_string_equal(c->token_url, "https://idp.example.com/token");
+
+        /* Stored normalised: resource indicators and pairs joined by single spaces. */
+        cfg = expect_ok(t, AGENT CRED "audience = https://api.example.com\n"
+                        "resource = https://a.example/v1   urn:example:b\thttps://c.example/x?y=1\n"
+                        "token_params = tenant=t1&region=eu  x=a=b empty=\n" PRINC);
+        c = config_find_credential(cfg, "C");
+        assert_string_equal(c->audience, "https://api.example.com");
+        assert_string_equal(c->resource, "https://a.example/v1 urn:example:b https://c.example/x?y=1");
+        assert_string_equal(c->token_params, "tenant=t1 region=eu x=a=b empty=");
+
+        /* issuer instead of token_url (http to loopback with allow_insecure_loopback). */
+        cfg = expect_ok(t, AGENT "[credential C]\nissuer = https://idp.example.com/tenants/t1\n" PRINC);
+        c = config_find_credential(cfg, "C");
+        assert_null(c->token_url);
+        assert_string_equal(c->issuer, "https://idp.example.com/tenants/t1");
+        cfg = expect_ok(t, AGENT "[credential C]\nissuer = http://127.0.0.1:8080\nallow_insecure_loopback = yes\n"
+                        PRINC);
+        assert_string_equal(config_find_credential(cfg, "C")->issuer, "http://127.0.0.1:8080");
+}
+
+static void test_token_params_errors(void **state) {
+        const struct error_case cases[] = {
+                { D_HEAD "token_url = https://b/t\naudience = two words\n",
+                  F ":7: [credential D] audience: \"two words\" is not an audience: one URI or identifier, printable "
+                  "ASCII without spaces or quotes\n" },
+                { D_HEAD "token_url = https://b/t\naudience = a\"b\n",
+                  F ":7: [credential D] audience: \"a\\\"b\" is not an audience: one URI or identifier, printable "
+                  "ASCII without spaces or quotes\n" },
+                { D_HEAD "token_url = https://b/t\nresource = api.example.com\n",
+                  F ":7: [credential D] resource: \"api.example.com\" is not an absolute URI (RFC 8707: a resource "
+                  "indicator is an absolute URI such as https://api.example.com/)\n" },
+                { D_HEAD "token_url = https://b/t\nresource = https://a.example/ https://b.example/#frag\n",
+                  F ":7: [credential D] resource: \"https://b.example/#frag\" must not contain a fragment (\"#...\"; "
+                  "RFC 8707 section 2)\n" },
+                { D_HEAD "token_url = https://b/t\nresource = https://a.example/{x}\n",
+                  F ":7: [credential D] resource: \"https://a.example/{x}\" is not an absolute URI (RFC 8707: a "
+                  "resource indicator is an absolute URI such as https://api.example.com/)\n" },
+                { D_HEAD "token_url = https://b/t\nresource = https://a.example:99999/\n",
+                  F ":7: [credential D] resource: \"https://a.example:99999/\" is not a valid URL: Port number was not "
+                  "a decimal number between 0 and 65535\n" },
+                { D_HEAD "token_url = https://b/t\nresource = 1urn:x\n",
+                  F ":7: [credential D] resource: \"1urn:x\" is not an absolute URI (RFC 8707: a resource indicator "
+                  "is an absolute URI such as https://api.example.com/)\n" },
+                /* token_params: the grant's own parameters are refused, whatever their case. */
+                { D_HEAD "token_url = https://b/t\ntoken_params = tenant=1 client_secret=x\n",
+                  F ":7: [credential D] token_params: \"client_secret\" is a parameter of the grant itself (grant_type, "
+                  "client_id, client_secret, client_assertion*, scope, resource and audience are set by credagent)\n" },
+                { D_HEAD "token_url = https://b/t\ntoken_params = Grant_Type=password\n",
+                  F ":7: [credential D] token_params: \"Grant_Type\" is a parameter of the grant itself (grant_type, "
+                  "client_id, client_secret, client_assertion*, scope, resource and audience are set by credagent)\n" },
+                { D_HEAD "token_url = https://b/t\ntoken_params = client_assertion_type=x\n",
+                  F ":7: [credential D] token_params: \"client_assertion_type\" is a parameter of the grant itself "
+                  "(grant_type, client_id, client_secret, client_assertion*, scope, resource and audience are set by "
+                  "credagent)\n" },
+                { D_HEAD "token_url = https://b/t\ntoken_params = scope=admin\n",
+                  F ":7: [credential D] token_params: \"scope\" is a parameter of the grant itself (grant_type, "
+                  "client_id, client_secret, client_assertion*, scope, resource and audience are set by credagent)\n" },
+                { D_HEAD "token_url = https://b/t\ntoken_params = a=1 a=2\n",
+                  F ":7: [credential D] token_params: \"a\" is given twice\n" },
+                { D_HEAD "token_url = https://b/t\ntoken_params = a=1 b\n",
+                  F ":7: [credential D] token_params: \"b\" is not a pair key=value\n" },
+                { D_HEAD "token_url = https://b/t\ntoken_params = &&\n",
+                  F ":7: [credential D] token_params: no key=value pair\n" },
+                /* issuer: instead of token_url, never beside it; no query or fragment. */
+                { D_HEAD "token_url = https://b/t\nissuer = https://b\n",
+                  F ":7: [credential D] issuer: token_url is set too (line 6): give either the token endpoint or the "
+                  "issuer whose metadata names it\n" },
+                { D_HEAD "issuer = https://b/?tenant=1\n",
+                  F ":6: [credential D] issuer: \"https://b/?tenant=1\" must not contain a query (\"?...\"; RFC 8414 "
+                  "section 2)\n" },
+                { D_HEAD "issuer = https://b/#x\n",
+                  F ":6: [credential D] issuer: \"https://b/#x\" must not contain a fragment (\"#...\")\n" },
+                { D_HEAD "issuer = http://idp.example.com\n",
+                  F ":6: [credential D] issuer: \"http://idp.example.com\" uses http, which is allowed only with "
+                  "allow_insecure_loopback = yes and a loopback IP address (127.0.0.0/8 or [::1])\n" },
+        };
+        struct ctx *t = *state;
+
+        run_cases(t, cases, ELEMENTSOF(cases));
 }
 
 /* ---- [principal] --------------------------------------------------------------------- */
@@ -1409,7 +1504,7 @@ static void test_multiple_errors(void **state) {
                       F ":2: [agent] socket: \"relative.sock\" is not an absolute path\n"
                       F ":4: [agent] bogus: unknown key\n"
                       F ":5: [credential 9C]: credential name \"9C\" must begin with a letter\n"
-                      F ":5: [credential 9C]: missing required key \"token_url\"\n"
+                      F ":5: [credential 9C]: missing required key \"token_url\" (or \"issuer\", to discover it)\n"
                       F ":6: [credential 9C] client_auth: \"digest\" is not one of basic, post, private_key_jwt\n"
                       F ":7: [principal 9C.P]: credential name \"9C\" must begin with a letter\n"
                       F ":7: [principal 9C.P]: missing required key \"client_id\"\n"
@@ -1663,6 +1758,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_scope_formulas, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_scope_expand, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_credential_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_token_params, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_token_params_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refresh_keys, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_principal_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_private_key_jwt, setup, teardown),
