@@ -25,6 +25,7 @@
 #include "log.h"
 #include "policy/names.h"
 #include "policy/policy.h"
+#include "policy/scope.h"
 #include "secmem.h"
 
 /* A fetch the front asked net for. */
@@ -288,11 +289,58 @@ static int expand_scope(const struct request *req, const struct conn_ctx *cc, ch
         return -1;
 }
 
+static enum MHD_Result count_scope_args(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        unsigned *n = cls;
+
+        if (key && strcmp(key, "scope") == 0)
+                (*n)++;
+        return MHD_YES;
+}
+
+/* ?scope=…: narrows *SCOPE (the configured or expanded scope) to the part the caller asks for
+ * (policy/scope.h: a subset of its scope-tokens), stored in *SCOPE (may point into BUF, SIZE
+ * bytes) and cached under its own key.  Returns 0, or queues 400 invalid_request (a malformed
+ * or repeated scope) or 403 access_denied (a wider one), logs it, and returns -1 with
+ * *RET_RESULT set to what the handler returns. */
+static int narrow_scope(const struct request *req, const struct conn_ctx *cc, const char **scope, char *buf,
+                        size_t size, enum MHD_Result *ret_result) {
+        const struct config_principal *p = req->principal;
+        const char *requested;
+        unsigned n = 0;
+        char q[4 * 64 + 8];
+        int r;
+
+        (void) MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, count_scope_args, &n);
+        if (n == 0)
+                return 0;
+        requested = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "scope");
+        r = n > 1 || !requested ? -EINVAL : scope_narrow(*scope, requested, buf, size, scope);
+        if (r >= 0)
+                return 0;
+        if (requested)
+                log_escape(requested, strlen(requested), 64, q, sizeof q);
+        else
+                q[0] = '\0';
+        log_notice("token uid=%u pid=%d credential=%s principal=%s outcome=%s reason=scope requested=\"%s\"",
+                   (unsigned) cc->peer.uid, (int) cc->peer.pid, p->credential->name, p->name,
+                   r == -EPERM ? "access_denied" : r == -ENOMEM ? "server_busy" : "invalid_request", q);
+        if (r == -EPERM)
+                *ret_result = queue_error(req->conn, API_ACCESS_DENIED, NULL,
+                                          "the requested scope is not within the credential's scope");
+        else if (r == -ENOMEM)
+                *ret_result = queue_error(req->conn, API_SERVER_BUSY, NULL, "out of memory");
+        else
+                *ret_result = queue_error(req->conn, API_INVALID_REQUEST, NULL,
+                                          "scope must be given once, as scope tokens (RFC 6749 section 3.3) "
+                                          "separated by single spaces, at most 4096 bytes");
+        return -1;
+}
+
 /* GET /v1/token/CRED and POST /v1/token/CRED/refresh. */
 static enum MHD_Result handle_token(struct frontproc *f, struct request *req, const struct conn_ctx *cc,
                                     const char *cred_name, bool refresh) {
         const struct config_credential *cred;
-        char scope_buf[FORMULA_SCOPE_MAX + 1];
+        char scope_buf[FORMULA_SCOPE_MAX + 1], narrow_buf[FORMULA_SCOPE_MAX + 1];
         const char *scope = NULL;
         enum MHD_Result result;
         uint32_t min_ttl = 0;
@@ -315,6 +363,8 @@ static enum MHD_Result handle_token(struct frontproc *f, struct request *req, co
         }
         req->principal = cred->principals[idx];
         if (expand_scope(req, cc, scope_buf, sizeof scope_buf, &scope, &result) < 0)
+                return result;
+        if (narrow_scope(req, cc, &scope, narrow_buf, sizeof narrow_buf, &result) < 0)
                 return result;
 
         if (refresh) {
@@ -574,7 +624,7 @@ static int front_fetch_start(void *userdata, struct tokcache_entry *e, const str
          * this audience (the token endpoint unless configured); otherwise net may read the
          * secret. */
         bool jwt = cred->client_auth == CLIENT_AUTH_PRIVATE_KEY_JWT;
-        char *audience = jwt ? (cred->assertion_audience ?: cred->token_url) : NULL;
+        char *audience = jwt ? (cred->assertion_audience ?: cred->token_url ?: cred->issuer) : NULL;
         struct msg_grant g = {
                 .client_secret_uri = jwt ? NULL : p->client_secret,
                 .client_key_uri = jwt ? p->client_key : NULL,
@@ -597,6 +647,10 @@ static int front_fetch_start(void *userdata, struct tokcache_entry *e, const str
                 .assertion_audience = audience,
                 .assertion_lifetime = jwt ? cred->assertion_lifetime : 0,
                 .key_id = jwt ? p->key_id : NULL,
+                .issuer = cred->issuer,
+                .audience = cred->audience,
+                .resource = cred->resource,
+                .token_params = cred->token_params,
         };
         char *scope_copy = NULL;
         struct buf b;
@@ -806,7 +860,11 @@ static const struct config_principal *rebind_principal(void *userdata, const str
 
         if (!p)
                 return NULL;
-        if (strcmp(p->credential->token_url, old->credential->token_url) != 0 ||
+        if (strcmp_null(p->credential->token_url, old->credential->token_url) != 0 ||
+            strcmp_null(p->credential->issuer, old->credential->issuer) != 0 ||
+            strcmp_null(p->credential->audience, old->credential->audience) != 0 ||
+            strcmp_null(p->credential->resource, old->credential->resource) != 0 ||
+            strcmp_null(p->credential->token_params, old->credential->token_params) != 0 ||
             p->credential->client_auth != old->credential->client_auth ||
             strcmp(p->client_id, old->client_id) != 0 || strcmp_null(p->client_secret, old->client_secret) != 0 ||
             strcmp_null(p->client_key, old->client_key) != 0 || strcmp_null(p->key_id, old->key_id) != 0 ||

@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/curlpool.h"
+#include "agent/discovery.h"
 #include "agent/jwt.h"
 #include "agent/netproc.h"
 #include "agent/oauth.h"
@@ -41,6 +43,9 @@ struct netproc {
         struct secret_wait *waits;
         unsigned in_flight;
         volatile int abort;
+        /* Set before the first fetch, never changed after: */
+        struct curlpool *pool;     /* connection reuse; NULL: a connection per fetch */
+        struct discovery_cache *discovery; /* issuers' metadata; NULL: out of memory at start */
 };
 
 struct job {
@@ -223,7 +228,33 @@ static void *fetch_thread(void *arg) {
         char why[MSG_TEXT_MAX + 1] = "";
         uint64_t started = now_boottime_ms();
         bool jwt = f->client_auth == CLIENT_AUTH_PRIVATE_KEY_JWT;
+        _cleanup_free_ char *endpoint = NULL;
         int r;
+
+        if (f->issuer) {
+                /* Discovery first: no secret is asked for (or assertion signed) for a fetch
+                 * whose token endpoint is not known. */
+                struct discovery_request dr = {
+                        .issuer = f->issuer,
+                        .allow_insecure_loopback = f->allow_insecure_loopback,
+                        .ca_file = n->cfg->ca_file,
+                        .connect_timeout = f->connect_timeout,
+                        .timeout = f->timeout,
+                        .client_auth = (enum client_auth) f->client_auth,
+                };
+
+                r = n->discovery ? discovery_token_endpoint(n->discovery, &dr, &n->abort, &endpoint, why, sizeof why)
+                                 : -ENOMEM;
+                if (r < 0) {
+                        char desc[MSG_TEXT_MAX + 1]; /* the most FETCH_DONE carries */
+
+                        snprintf(desc, sizeof desc, "discovery: %.*s", MSG_TEXT_MAX - 11,
+                                 n->discovery ? why : "out of memory");
+                        log_warning("fetch %llu outcome=idp_error: %s", (unsigned long long) f->fetch_id, desc);
+                        fail_fetch(n, f->fetch_id, r == -ECANCELED ? API_SERVER_BUSY : API_IDP_ERROR, desc);
+                        goto out;
+                }
+        }
 
         if (jwt)
                 r = get_assertion(n, f, &assertion, why, sizeof why);
@@ -236,7 +267,7 @@ static void *fetch_thread(void *arg) {
         }
 
         struct oauth_request req = {
-                .token_url = f->token_url,
+                .token_url = endpoint ?: f->token_url,
                 .client_auth = (enum client_auth) f->client_auth,
                 .client_id = f->client_id,
                 .client_secret = secret,
@@ -248,6 +279,10 @@ static void *fetch_thread(void *arg) {
                 .timeout = f->timeout,
                 .default_ttl = f->default_ttl,
                 .max_ttl = f->max_ttl,
+                .audience = f->audience,
+                .resource = f->resource,
+                .token_params = f->token_params,
+                .pool = n->pool,
         };
         r = oauth_fetch(&req, &n->abort, &res);
         secret = secbuf_free(secret); /* wiped as soon as the transfer is over */
@@ -550,6 +585,14 @@ int netproc(const struct config *cfg, int front_fd, int hsm_fd, int super_fd) {
                 goto out;
         proc_test_hooks("net");
 
+        /* Connection reuse: its thread starts under the sandbox, so it inherits it. */
+        r = curlpool_new(&n.pool);
+        if (r < 0)
+                log_warning_errno(r, "Cannot start the connection pool, every token request opens its own "
+                                  "connection: %m");
+        if (discovery_cache_new(n.pool, &n.discovery) < 0)
+                log_warning("Out of memory for the discovery cache: credentials with an issuer will fail");
+
         proc_send_hello(n.front_fd, ROLE_NET);
         proc_send_hello(n.hsm_fd, ROLE_NET);
         proc_send_hello(n.super_fd, ROLE_NET);
@@ -592,6 +635,8 @@ int netproc(const struct config *cfg, int front_fd, int hsm_fd, int super_fd) {
                 pthread_cond_wait(&n.cond, &n.lock);
         pthread_mutex_unlock(&n.lock);
 out:
+        discovery_cache_free(n.discovery);
+        curlpool_free(n.pool); /* closes the kept connections */
         secbuf_free(hsm_rbuf);
         free(rbuf);
         oauth_global_cleanup();
