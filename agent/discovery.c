@@ -177,7 +177,7 @@ static bool endpoint_ok(const char *url, bool allow_insecure) {
 }
 
 static const char *quoted(const char *s, size_t len, char *buf, size_t size) {
-        return log_escape(s, len, 64, buf, size);
+        return log_escape(s, len, 48, buf, size);
 }
 
 int discovery_parse(const char *issuer, bool allow_insecure_loopback, const uint8_t *body, size_t len,
@@ -189,44 +189,44 @@ int discovery_parse(const char *issuer, bool allow_insecure_loopback, const uint
 
         memset(ret, 0, sizeof *ret);
         if (!issuer) {
-                set_why(why, why_size, "no issuer to check the discovery document against");
+                set_why(why, why_size, "no issuer to check the metadata against");
                 return -EBADMSG;
         }
         if (!body || len == 0 || len > DISCOVERY_DOCUMENT_MAX) {
-                set_why(why, why_size, "the discovery document is empty or larger than %d bytes", DISCOVERY_DOCUMENT_MAX);
+                set_why(why, why_size, "the metadata is empty or larger than %d bytes", DISCOVERY_DOCUMENT_MAX);
                 return -EBADMSG;
         }
         r = parse_json(body, len, &o);
         if (r == -ENOMEM)
                 return r;
         if (r < 0 || !json_object_is_type(o, json_type_object)) {
-                set_why(why, why_size, "the discovery document is not a JSON object");
+                set_why(why, why_size, "the metadata is not a JSON object");
                 r = -EBADMSG;
                 goto out;
         }
 
         /* RFC 8414 §3.3: the issuer must be identical to the one the metadata was asked for. */
         if (!json_object_object_get_ex(o, "issuer", &v) || !json_object_is_type(v, json_type_string)) {
-                set_why(why, why_size, "the discovery document has no issuer");
+                set_why(why, why_size, "the metadata has no issuer");
                 r = -EBADMSG;
                 goto out;
         }
         if ((size_t) json_object_get_string_len(v) != strlen(issuer) || strcmp(json_object_get_string(v), issuer) != 0) {
-                set_why(why, why_size, "the discovery document names the issuer \"%s\", not the configured one (RFC 8414 section 3.3)",
+                set_why(why, why_size, "the metadata names the issuer \"%s\", not the configured one (RFC 8414 section 3.3)",
                         quoted(json_object_get_string(v), (size_t) json_object_get_string_len(v), q, sizeof q));
                 r = -EBADMSG;
                 goto out;
         }
 
         if (!json_object_object_get_ex(o, "token_endpoint", &v) || !json_object_is_type(v, json_type_string)) {
-                set_why(why, why_size, "the discovery document has no token_endpoint");
+                set_why(why, why_size, "the metadata has no token_endpoint");
                 r = -EBADMSG;
                 goto out;
         }
         if ((size_t) json_object_get_string_len(v) > MSG_URL_MAX || strlen(json_object_get_string(v)) !=
                     (size_t) json_object_get_string_len(v) ||
             !endpoint_ok(json_object_get_string(v), allow_insecure_loopback)) {
-                set_why(why, why_size, "the discovery document's token_endpoint \"%s\" is not an https URL credagent can use",
+                set_why(why, why_size, "the metadata's token_endpoint \"%s\" is not an https URL credagent can use",
                         quoted(json_object_get_string(v), (size_t) json_object_get_string_len(v), q, sizeof q));
                 r = -EBADMSG;
                 goto out;
@@ -237,7 +237,7 @@ int discovery_parse(const char *issuer, bool allow_insecure_loopback, const uint
                 size_t n, kept = 0;
 
                 if (!json_object_is_type(v, json_type_array)) {
-                        set_why(why, why_size, "the discovery document's token_endpoint_auth_methods_supported is not an array");
+                        set_why(why, why_size, "the metadata's token_endpoint_auth_methods_supported is not an array");
                         r = -EBADMSG;
                         goto out;
                 }
@@ -252,7 +252,7 @@ int discovery_parse(const char *issuer, bool allow_insecure_loopback, const uint
 
                         if (!json_object_is_type(m, json_type_string)) {
                                 set_why(why, why_size,
-                                        "the discovery document's token_endpoint_auth_methods_supported holds a non-string");
+                                        "the metadata's token_endpoint_auth_methods_supported holds a non-string");
                                 r = -EBADMSG;
                                 goto out;
                         }
@@ -398,9 +398,9 @@ static int get_document(struct discovery_cache *c, const struct discovery_reques
         else
                 r = -EHOSTUNREACH;
         if (cc == CURLE_WRITE_ERROR && b->too_large)
-                set_why(why, why_size, "the discovery document is larger than %d bytes", DISCOVERY_DOCUMENT_MAX);
+                set_why(why, why_size, "the metadata is larger than %d bytes", DISCOVERY_DOCUMENT_MAX);
         else
-                set_why(why, why_size, "the discovery document could not be fetched: %s", curl_easy_strerror(cc));
+                set_why(why, why_size, "the metadata could not be fetched: %s", curl_easy_strerror(cc));
         log_debug("discovery: GET \"%s\": curl %d: %s", url, (int) cc, errbuf[0] ? errbuf : curl_easy_strerror(cc));
         return r;
 }
@@ -444,8 +444,7 @@ static int fetch(struct discovery_cache *c, const struct discovery_request *req,
                 log_debug("discovery: \"%s\": HTTP %ld, not a JSON object", url, status[i]);
         }
         set_why(why, why_size,
-                "no discovery document: %s answered HTTP %ld, %s answered HTTP %ld", rfc8414_path, status[0], oidc_path,
-                status[1]);
+                "no metadata: HTTP %ld at %s, HTTP %ld at %s", status[0], rfc8414_path, status[1], oidc_path);
         return -EHOSTUNREACH;
 }
 

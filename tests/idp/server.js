@@ -6,6 +6,11 @@
 //   POST /_test/reset       clears those counts (not the delay)
 //   POST /_test/delay       {"ms": N}: every real token endpoint answer waits N ms (0 clears)
 //   GET  /_test/introspect  ?token=T: looks T up in the provider's own token store
+//   POST /_test/drop_connections  closes every connection but the one asking (keep-alive tests)
+//   GET  /.well-known/oauth-authorization-server/tenants/NAME, /tenants/NAME/.well-known/openid-configuration
+//                           discovery documents of test issuers ISSUER/tenants/NAME (see README.md)
+// Token requests are recorded with their parameters (never a client secret or assertion) and
+// the id of the TLS connection they came on; discovery requests with their path and status.
 //   *    /fault/KIND/token  token endpoints that misbehave on purpose (see README.md)
 //
 // Usage: node server.js --config FILE.json
@@ -223,6 +228,8 @@ const stats = {
   requests: [],
   faults: new Map(),
   flaky: new Map(), // key -> {requests, at_ms: [Date.now() of each, last MAX_FLAKY_TIMES]}
+  connections: 0, // TLS connections accepted
+  discovery: [], // {path, status, conn} of each /.well-known/ request
 };
 let tokenDelayMs = 0;
 let slowCounter = 0;
@@ -236,6 +243,8 @@ function resetStats() {
   stats.requests = [];
   stats.faults.clear();
   stats.flaky.clear();
+  stats.connections = 0;
+  stats.discovery = [];
 }
 
 function statsJson() {
@@ -247,6 +256,8 @@ function statsJson() {
     requests: stats.requests,
     fault_requests: Object.fromEntries(stats.faults),
     flaky: Object.fromEntries(stats.flaky),
+    connections: stats.connections,
+    discovery_requests: stats.discovery,
     delay_ms: tokenDelayMs,
   };
 }
@@ -286,11 +297,26 @@ const hanging = new Set();
 let providerCallback = null;
 let tokenEndpoint = null;
 
+// Each TLS connection gets an id, so that the stats show which requests shared one.
+const connIds = new WeakMap();
+let nextConnId = 1;
+
 const server = https.createServer(tlsOptions);
 server.on('secureConnection', (sock) => {
   sockets.add(sock);
+  connIds.set(sock, nextConnId);
+  nextConnId += 1;
+  stats.connections += 1;
   sock.on('close', () => { sockets.delete(sock); });
 });
+
+function connInfo(sock) {
+  return {
+    conn: connIds.get(sock) ?? null,
+    remote_port: sock?.remotePort ?? null,
+    tls_resumed: typeof sock?.isSessionReused === 'function' ? sock.isSessionReused() : null,
+  };
+}
 server.on('tlsClientError', () => { /* a client that gave up on the handshake: nothing to do */ });
 
 async function handleTest(req, res, url) {
@@ -314,6 +340,16 @@ async function handleTest(req, res, url) {
     }
     tokenDelayMs = ms;
     sendJson(res, 200, { ok: true, delay_ms: ms });
+  } else if (route === 'POST /_test/drop_connections') {
+    await readBody(req, MAX_TEST_BODY);
+    let dropped = 0;
+    for (const sock of sockets) {
+      if (sock !== req.socket) {
+        sock.destroy();
+        dropped += 1;
+      }
+    }
+    sendJson(res, 200, { ok: true, dropped }, { Connection: 'close' });
   } else if (route === 'GET /_test/introspect') {
     const token = url.searchParams.get('token');
     if (!token) {
@@ -330,6 +366,7 @@ async function handleTest(req, res, url) {
       active: true,
       client_id: found.clientId,
       scope: found.scope ?? '',
+      aud: found.aud ?? null,
       exp: found.exp,
       iat: found.iat,
       token_type: found.tokenType,
@@ -469,6 +506,35 @@ async function handleFault(req, res, url, kind) {
   }
 }
 
+// Discovery documents of test issuers ISSUER/tenants/NAME whose token endpoint is the real
+// one (RFC 8414 at /.well-known/oauth-authorization-server/tenants/NAME, OpenID at
+// /tenants/NAME/.well-known/openid-configuration):
+//   nopost       RFC 8414 only; token_endpoint_auth_methods_supported without client_secret_post
+//   oidconly     OpenID only (the RFC 8414 URL is 404), no methods list
+//   wrongissuer  RFC 8414 only, naming another issuer (RFC 8414 §3.3 says: do not use it)
+//   down         503 at both URLs
+async function handleTenant(req, res, name, rfc8414) {
+  await readBody(req, MAX_TEST_BODY);
+  // eslint-disable-next-line no-use-before-define
+  const tenantIssuer = `${issuer}/tenants/${name}`;
+  const doc = {
+    issuer: tenantIssuer,
+    token_endpoint: tokenEndpoint,
+    grant_types_supported: ['client_credentials'],
+  };
+  if (name === 'nopost' && rfc8414) {
+    sendJson(res, 200, { ...doc, token_endpoint_auth_methods_supported: ['client_secret_basic', 'private_key_jwt'] });
+  } else if (name === 'oidconly' && !rfc8414) {
+    sendJson(res, 200, doc);
+  } else if (name === 'wrongissuer' && rfc8414) {
+    sendJson(res, 200, { ...doc, issuer: 'https://issuer.invalid' });
+  } else if (name === 'down') {
+    sendText(res, 503, 'text/plain', 'Service Unavailable\n');
+  } else {
+    sendJson(res, 404, { error: 'not_found' });
+  }
+}
+
 server.on('request', (req, res) => {
   const started = Date.now();
   const url = new URL(req.url, 'https://127.0.0.1');
@@ -488,11 +554,23 @@ server.on('request', (req, res) => {
     }
   });
   res.locals = {};
+  if (url.pathname.includes('/.well-known/')) {
+    res.on('finish', () => {
+      stats.discovery.push({ path: url.pathname, status: res.statusCode, ...connInfo(req.socket) });
+      if (stats.discovery.length > MAX_RECORDED_REQUESTS) {
+        stats.discovery.splice(0, stats.discovery.length - MAX_RECORDED_REQUESTS);
+      }
+    });
+  }
 
   const fault = /^\/fault\/([^/]+)\/token$/.exec(url.pathname);
+  const tenant = /^\/\.well-known\/oauth-authorization-server\/tenants\/([a-z]+)$/.exec(url.pathname)
+    ?? /^\/tenants\/([a-z]+)\/\.well-known\/openid-configuration$/.exec(url.pathname);
   let work;
   if (url.pathname.startsWith('/_test/')) {
     work = handleTest(req, res, url);
+  } else if (tenant && tokenEndpoint) {
+    work = handleTenant(req, res, tenant[1], url.pathname.startsWith('/.well-known/'));
   } else if (fault && FAULT_KINDS.has(fault[1])) {
     work = handleFault(req, res, url, fault[1]);
   } else if (providerCallback) {
@@ -568,6 +646,22 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
+    // RFC 8707: resource indicators under https://rs.example/ are resource servers whose
+    // tokens carry that audience and the client's registered scopes; any other is
+    // invalid_target. Without a resource parameter nothing changes.
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => undefined,
+      useGrantedResource: () => false,
+      getResourceServerInfo: (ctx, resourceIndicator, client) => {
+        if (!resourceIndicator.startsWith('https://rs.example/')) {
+          throw new errors.InvalidTarget('unknown resource server');
+        }
+        return {
+          scope: client.scope ?? '', audience: resourceIndicator, accessTokenFormat: 'opaque', accessTokenTTL: cfg.tokenTtl,
+        };
+      },
+    },
   },
   ttl: { ClientCredentials: cfg.tokenTtl },
   findAccount: () => undefined,
@@ -627,9 +721,18 @@ provider.use(async (ctx, next) => {
   }
   const clientId = fromHeader?.clientId ?? (typeof body.client_id === 'string' ? body.client_id : null)
     ?? (typeof assertion?.claims?.sub === 'string' ? assertion.claims.sub : null);
+  // Every body parameter but the credentials (a repeated one is an array, in order).
+  const params = {};
+  for (const [k, v] of Object.entries(body)) {
+    if (k !== 'client_secret' && k !== 'client_assertion') {
+      params[k] = v;
+    }
+  }
   const entry = {
     method: ctx.method,
     path: ctx.path,
+    ...connInfo(ctx.req.socket),
+    params,
     client_id: clientId,
     auth,
     both: auth === 'both',
