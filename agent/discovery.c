@@ -157,11 +157,14 @@ static int parse_json(const uint8_t *body, size_t len, struct json_object **ret)
 }
 
 /* An https URL (or http to a loopback IP literal when ALLOW_INSECURE) without user
- * information or fragment. */
-static bool endpoint_ok(const char *url, bool allow_insecure) {
+ * information or fragment.  Returns true and, in *RET_URL, the URL as libcurl writes it
+ * back (what is checked is what is used), or false (*RET_URL NULL; also on ENOMEM). */
+static bool endpoint_ok(const char *url, bool allow_insecure, char **ret_url) {
         _cleanup_(curl_url_cleanupp) CURLU *u = curl_url();
-        _cleanup_(curl_freep) char *scheme = NULL, *host = NULL, *user = NULL, *fragment = NULL;
+        _cleanup_(curl_freep) char *scheme = NULL, *host = NULL, *user = NULL, *fragment = NULL, *full = NULL;
+        bool ok;
 
+        *ret_url = NULL;
         if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
             curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
             curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
@@ -169,11 +172,17 @@ static bool endpoint_ok(const char *url, bool allow_insecure) {
             curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0) != CURLUE_NO_FRAGMENT || strchr(url, '#'))
                 return false;
         if (strcmp(scheme, "https") == 0)
-                return true;
-        if (strcmp(scheme, "http") != 0 || !allow_insecure)
+                ok = true;
+        else if (strcmp(scheme, "http") != 0 || !allow_insecure)
+                ok = false;
+        else /* a loopback IP literal: 127.0.0.0/8 or [::1] */
+                ok = strncmp(host, "127.", 4) == 0 ? strspn(host, "0123456789.") == strlen(host) :
+                                                     strcmp(host, "[::1]") == 0;
+        if (!ok || curl_url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK || strlen(full) > MSG_URL_MAX ||
+            strchr(full, '#'))
                 return false;
-        /* A loopback IP literal: 127.0.0.0/8 or [::1]. */
-        return strncmp(host, "127.", 4) == 0 ? strspn(host, "0123456789.") == strlen(host) : strcmp(host, "[::1]") == 0;
+        *ret_url = strdup(full);
+        return *ret_url != NULL;
 }
 
 static const char *quoted(const char *s, size_t len, char *buf, size_t size) {
@@ -225,7 +234,7 @@ int discovery_parse(const char *issuer, bool allow_insecure_loopback, const uint
         }
         if ((size_t) json_object_get_string_len(v) > MSG_URL_MAX || strlen(json_object_get_string(v)) !=
                     (size_t) json_object_get_string_len(v) ||
-            !endpoint_ok(json_object_get_string(v), allow_insecure_loopback)) {
+            !endpoint_ok(json_object_get_string(v), allow_insecure_loopback, &d.token_endpoint)) {
                 set_why(why, why_size, "the metadata's token_endpoint \"%s\" is not an https URL credagent can use",
                         quoted(json_object_get_string(v), (size_t) json_object_get_string_len(v), q, sizeof q));
                 r = -EBADMSG;
@@ -267,10 +276,8 @@ int discovery_parse(const char *issuer, bool allow_insecure_loopback, const uint
                 }
         }
 
-        json_object_object_get_ex(o, "token_endpoint", &v);
-        d.token_endpoint = strdup(json_object_get_string(v));
         d.issuer = strdup(issuer);
-        if (!d.token_endpoint || !d.issuer) {
+        if (!d.issuer) {
                 r = -ENOMEM;
                 goto out;
         }

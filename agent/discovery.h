@@ -57,7 +57,8 @@ int discovery_urls(const char *issuer, char **ret_rfc8414, char **ret_oidc);
  * DISCOVERY_DOCUMENT_MAX bytes); "issuer" a string identical to ISSUER (RFC 8414 §3.3, byte
  * for byte); "token_endpoint" a string of at most MSG_URL_MAX bytes that is an https URL
  * without user information or fragment (or http to a loopback IP literal when
- * ALLOW_INSECURE_LOOPBACK); "token_endpoint_auth_methods_supported", when present, an array
+ * ALLOW_INSECURE_LOOPBACK), kept as libcurl's URL parser writes it back (the URL that was
+ * checked is the one used); "token_endpoint_auth_methods_supported", when present, an array
  * of strings (at most DISCOVERY_METHODS_MAX are kept).  Other members are ignored.
  * Returns 0 (RET filled; free with discovery_doc_clear()), -EBADMSG with an English
  * sentence in WHY (WHY_SIZE bytes; a value from the document is quoted escaped and capped,
