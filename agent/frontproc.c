@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: ISC */
+#include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <inttypes.h>
@@ -597,6 +598,28 @@ static void connection_notify(void *cls, struct MHD_Connection *conn, void **soc
         }
 }
 
+/* libmicrohttpd's MHD_OPTION_UNESCAPE_CALLBACK for the path and query values: %XX decoded in
+ * place, except %00, which stays as the three characters: a NUL would cut a credential name or
+ * a parameter short ("/v1/token/Demo%00junk" served Demo).  Returns the new length. */
+static size_t unescape_no_nul(void *cls, struct MHD_Connection *conn, char *s) {
+        char *out = s;
+
+        for (const char *in = s; *in;) {
+                if (in[0] == '%' && isxdigit((unsigned char) in[1]) && isxdigit((unsigned char) in[2])) {
+                        char hex[3] = { in[1], in[2], 0 };
+                        char c = (char) strtol(hex, NULL, 16);
+                        if (c != '\0') {
+                                *out++ = c;
+                                in += 3;
+                                continue;
+                        }
+                }
+                *out++ = *in++;
+        }
+        *out = '\0';
+        return (size_t) (out - s);
+}
+
 static void _printf_(2, 0) mhd_log(void *cls, const char *fmt, va_list ap) {
         char buf[512];
 
@@ -999,6 +1022,7 @@ int frontproc(struct config *cfg, int listen_fd, int net_fd, int hsm_fd, int sup
                 0, NULL, NULL, access_handler, &f,
                 MHD_OPTION_LISTEN_SOCKET, listen_fd,
                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                MHD_OPTION_UNESCAPE_CALLBACK, unescape_no_nul, NULL,
                 MHD_OPTION_NOTIFY_COMPLETED, request_completed, &f,
                 MHD_OPTION_NOTIFY_CONNECTION, connection_notify, &f,
                 MHD_OPTION_CONNECTION_LIMIT, (unsigned) FRONT_MAX_CONNECTIONS,

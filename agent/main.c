@@ -30,6 +30,7 @@
 #include "agent/procutil.h"
 #include "agent/tokcache.h"
 #include "build-config.h"
+#include "hsm/hsm.h"
 #include "hsm/hsmproc.h"
 #include "ipc/client.h"
 #include "ipc/listen.h"
@@ -163,6 +164,12 @@ static int make_socket_dir(const char *socket_path, bool shared, gid_t gid, char
                 }
                 if (st.st_mode & S_IWOTH && !(st.st_mode & S_ISVTX)) {
                         set_error(ret_error, "socket directory %s is world-writable", dir);
+                        return -EPERM;
+                }
+                if (st.st_uid != geteuid() && st.st_uid != 0) {
+                        /* Its owner could replace our socket with one of their own. */
+                        set_error(ret_error, "socket directory %s belongs to uid %u, not to this user or root", dir,
+                                  (unsigned) st.st_uid);
                         return -EPERM;
                 }
                 return 0;
@@ -330,6 +337,8 @@ struct child {
 struct supervisor {
         struct config *cfg;
         const char *config_path;
+        const char *socket_path;  /* the socket actually served */
+        bool socket_overridden;   /* by -a or socket activation: the config's socket is not it */
         int listen_fd;
         int sfd;
         struct child children[3];
@@ -592,9 +601,9 @@ static void reload(struct supervisor *s) {
                         log_error_errno(r, "  %s: %m", s->config_path);
                 return;
         }
-        if (strcmp(cfg->socket, s->cfg->socket) != 0)
+        if (!s->socket_overridden && strcmp(cfg->socket, s->socket_path) != 0)
                 log_warning("socket changed to %s: that takes a restart; still listening on %s", cfg->socket,
-                            s->cfg->socket);
+                            s->socket_path);
 
         buf_init(&b, msg_channel_max(CHAN_SUPER_FRONT));
         r = config_encode(cfg, &b);
@@ -626,6 +635,8 @@ static int supervise(struct config **cfgp, const char *config_path, const char *
         struct supervisor s = {
                 .cfg = *cfgp,
                 .config_path = config_path,
+                .socket_path = socket_path,
+                .socket_overridden = strcmp(socket_path, (*cfgp)->socket) != 0,
                 .listen_fd = listen_fd,
                 .children = {
                         { .name = "front", .role = ROLE_FRONT, .super_channel = CHAN_SUPER_FRONT, .super_fd = -1 },
@@ -786,7 +797,7 @@ static void print_env(const char *socket_path, pid_t pid) {
 
 int main(int argc, char **argv) {
         struct options o = {};
-        _cleanup_free_ char *default_config = NULL, *errors = NULL, *err = NULL;
+        _cleanup_free_ char *default_config = NULL, *absolute_config = NULL, *errors = NULL, *err = NULL;
         _cleanup_(config_freep) struct config *cfg = NULL;
         const char *socket_path;
         int r, listen_fd = -1, status;
@@ -808,6 +819,13 @@ int main(int argc, char **argv) {
                         return 1;
                 o.config_path = default_config;
         }
+        /* Absolute: the agent changes to / when it goes to the background, and SIGHUP reads the
+         * file again. */
+        if (o.config_path[0] != '/') {
+                absolute_config = realpath(o.config_path, NULL);
+                if (absolute_config)
+                        o.config_path = absolute_config;
+        }
         r = config_load(o.config_path, 0, &cfg, &errors);
         if (r < 0) {
                 if (errors)
@@ -821,8 +839,27 @@ int main(int argc, char **argv) {
                 size_t n_principals = 0;
                 for (size_t i = 0; i < cfg->n_credentials; i++)
                         n_principals += cfg->credentials[i]->n_principals;
-                printf("%s: configuration OK (%zu credentials, %zu principals)\n", o.config_path,
-                       cfg->n_credentials, n_principals);
+                /* What the hsm process will do at start, short of logging in: the module (in an
+                 * allowed directory), the token, the PIN source (owner, mode). */
+                struct hsm_params hp = {
+                        .module = cfg->module,
+                        .module_dirs = cfg->module_dirs ? (const char *const *) cfg->module_dirs : hsm_default_module_dirs,
+                        .token_uri = cfg->token,
+                        .pin_source = cfg->pin_source,
+                };
+                _cleanup_free_ char *hsm_err = NULL;
+                struct hsm *h = NULL;
+
+                r = hsm_open(&hp, &h, &hsm_err);
+                if (r < 0) {
+                        fprintf(stderr, "credagent: %s: the PKCS#11 token cannot be used: %s\n", o.config_path,
+                                hsm_err ? hsm_err : strerror(-r));
+                        return 1;
+                }
+                hsm_close(h);
+                printf("%s: configuration OK (%zu credential%s, %zu principal%s; token found, PIN source usable)\n",
+                       o.config_path, cfg->n_credentials, cfg->n_credentials == 1 ? "" : "s", n_principals,
+                       n_principals == 1 ? "" : "s");
                 return 0;
         }
 

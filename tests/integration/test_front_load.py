@@ -54,3 +54,18 @@ def test_many_ready_keep_alive_connections_are_all_answered(agents, catalogue, i
         for s in socks:
             s.close()
     assert agent.token("Basic").status == 200
+
+
+@pytest.mark.parametrize("path,status,error", [
+    ("/v1/token/Basic%00junk", 404, "unknown_credential"),   # a NUL must not cut the name short
+    ("/v1/whoami%00x", 404, "not_found"),
+    ("/v1/token/Basic?min_ttl=5%00x", 400, "invalid_request"),
+    ("/v1/token/Bas%69c", 200, None),                          # other escapes decode as usual
+])
+def test_escaped_nul_never_truncates_a_name(agents, catalogue, idp, path, status, error):
+    p = catalogue["Basic.Main"]
+    agent = agents.start("nul", [cred_of(p, idp.token_url)], idp.ca_file)
+    r = agent.request("GET", path)
+    assert r.status == status, r
+    if error:
+        assert r.json["error"] == error, r
