@@ -16,7 +16,11 @@ work=${CREDAGENT_QUICKSTART_DIR:-/tmp/credagent-quickstart}
 build=$top/build
 export SOFTHSM2_CONF=$work/softhsm2.conf
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+if [ -t 2 ]; then
+        say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+else
+        say() { printf '==> %s\n' "$*" >&2; }
+fi
 
 stop_all() {
         if [ -S "$work/agent.sock" ]; then
@@ -98,7 +102,7 @@ scope     = demo.read
 CONF
 
 say "Storing the client secret in the token: credctl secret put Demo.Shell"
-uri=$(printf '%s' "$secret" | "$build/agent/credctl" -f credagent.conf secret put Demo.Shell 2>/dev/null)
+uri=$(printf '%s' "$secret" | "$build/agent/credctl" -f credagent.conf secret put Demo.Shell)
 unset secret
 cat >> credagent.conf <<CONF
 
