@@ -179,6 +179,9 @@ def test_scope_narrowing(agent, idp):
     r3 = get("?scope=admin%20read")
     assert r3.status == 200 and r3.json["scope"] == "read admin", r3
     assert r3.json["access_token"] != narrowed
+    # "+" is a space in a query string (form encoding), as "%20" is.
+    r3b = get("?scope=read+admin")
+    assert r3b.status == 200 and r3b.json["access_token"] == r3.json["access_token"], r3b
     # The whole scope (in any order) is the key of a request without ?scope=.
     full = agent.token("Narrow")
     assert full.status == 200 and full.json["scope"] == "read write admin"
@@ -186,7 +189,7 @@ def test_scope_narrowing(agent, idp):
     assert r4.status == 200 and r4.json["access_token"] == full.json["access_token"]
     assert [q["params"]["scope"] for q in token_requests(idp, "tp-main")] == ["read", "read admin",
                                                                               "read write admin"]
-    assert agent.wait_log(r"token uid=0 pid=\d+ credential=Narrow principal=Main outcome=hit", count=3)
+    assert agent.wait_log(r"token uid=0 pid=\d+ credential=Narrow principal=Main outcome=hit", count=4)
 
 
 def test_scope_wider_is_refused(agent, idp):
