@@ -1632,7 +1632,9 @@ static void test_example_config(void **state) {
                 "socket", "socket_group", "module", "module_dirs", "token", "pin_source", "ca_file",
                 "label", "flow", "token_url", "client_auth", "scope", "refresh_status", "allow_insecure_loopback",
                 "default_ttl", "max_ttl", "connect_timeout", "timeout",
-                "sequence", "client_id", "client_secret", "users", "groups",
+                "refresh_at", "refresh_margin", "audience", "resource", "token_params", "issuer",
+                "assertion_audience", "assertion_lifetime",
+                "sequence", "client_id", "client_secret", "users", "groups", "client_key", "key_id", "assertion_alg",
         };
         struct ctx *t = *state;
         char *path = example_path(), *text = NULL, *line, *save = NULL;
@@ -1661,8 +1663,9 @@ static void test_example_config(void **state) {
         reset(t);
         r = config_load(path, 0, &t->c, &t->errors);
         if (r == 0) {
-                assert_int_equal(t->c->n_credentials, 1);
+                assert_int_equal(t->c->n_credentials, 2);
                 assert_int_equal(t->c->credentials[0]->n_principals, 2);
+                assert_int_equal(t->c->credentials[1]->n_principals, 1);
         } else {
                 assert_int_equal(r, -EINVAL);
                 for (line = strtok_r(t->errors, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
