@@ -164,8 +164,13 @@ static enum MHD_Result queue_token(struct request *req, const struct conn_ctx *c
                 snprintf(req->answer.description, sizeof req->answer.description,
                          "the token endpoint issued a token that expired before it could be served");
         }
-        if (a->error == API_OK)
-                log_fingerprint(a->access_token, strlen(a->access_token), fp);
+        if (a->error == API_OK) {
+                /* A hit carries the fingerprint the cache computed once; a fresh token gets one here. */
+                if (a->fingerprint[0])
+                        memcpy(fp, a->fingerprint, sizeof fp);
+                else
+                        log_fingerprint(a->access_token, strlen(a->access_token), fp);
+        }
         log_info("token uid=%u pid=%d credential=%s principal=%s outcome=%s%s%s fp=%s ms=%llu",
                  (unsigned) cc->peer.uid, (int) cc->peer.pid, p->credential->name, p->name, outcome_name(a),
                  a->idp_error[0] ? " idp_error=" : "", a->idp_error, fp,

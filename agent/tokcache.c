@@ -207,6 +207,7 @@ static int entry_answer(const struct tokcache_entry *e, bool from_cache, struct 
                 .from_cache = from_cache,
                 .stale = e->stale,
         };
+        memcpy(a.fingerprint, e->fp, sizeof a.fingerprint);
         return tokcache_answer_copy(&a, ret);
 }
 
