@@ -30,7 +30,7 @@ if [ ! -d "$build" ]; then
 else
         meson setup --reconfigure "$build" "$top" --buildtype=release -Dtests=true >/dev/null
 fi
-ninja -C "$build" agent/credagent agent/credctl tests/bench/credagent-bench >/dev/null
+ninja -C "$build" agent/credagent agent/credctl agent/credctl-admin tests/bench/credagent-bench >/dev/null
 credagent=$build/agent/credagent
 credctl=$build/agent/credctl
 bench=$build/tests/bench/credagent-bench
