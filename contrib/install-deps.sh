@@ -16,8 +16,8 @@ packages=(
         libmicrohttpd-dev libseccomp-dev libcmocka-dev
         # run: the PKCS#11 token and p11-kit's modules
         p11-kit p11-kit-modules softhsm2
-        # tests and quickstart: CA tooling, pytest, sanitizer runtime
-        openssl ca-certificates python3 python3-pytest procps systemd
+        # tests and quickstart: CA tooling, pytest, systemd-analyze, ss (iproute2), curl (bench)
+        openssl ca-certificates python3 python3-pytest procps systemd iproute2 curl
 )
 
 export DEBIAN_FRONTEND=noninteractive
