@@ -2826,6 +2826,15 @@ const struct config_credential *config_find_credential(const struct config *c, c
         return NULL;
 }
 
+void config_hsm_params(const struct config *c, struct hsm_params *ret) {
+        *ret = (struct hsm_params) {
+                .module = c->module,
+                .module_dirs = c->module_dirs ? (const char *const *) c->module_dirs : hsm_default_module_dirs,
+                .token_uri = c->token,
+                .pin_source = c->pin_source,
+        };
+}
+
 const struct config_principal *config_find_principal(const struct config *c, const char *full_name) {
         if (!c || !full_name)
                 return NULL;

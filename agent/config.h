@@ -163,6 +163,10 @@ const struct config_credential *config_find_credential(const struct config *c, c
 /* Returns the principal "CRED.NAME" given as FULL_NAME, or NULL. */
 const struct config_principal *config_find_principal(const struct config *c, const char *full_name);
 
+/* Fills *RET with what hsm_open() needs from C's [agent] section: module, module_dirs (the
+ * default list when none is configured), token, pin_source.  The strings stay C's. */
+void config_hsm_params(const struct config *c, struct hsm_params *ret);
+
 /* The name of uid UID (or of group GID) in C's name tables, or NULL when it has none there. */
 const char *config_user_name(const struct config *c, uid_t uid);
 const char *config_group_name(const struct config *c, gid_t gid);

@@ -11,31 +11,17 @@
 #include "agent/config.h"
 #include "agent/credctl-key.h"
 #include "agent/credctl-secret.h"
+#include "agent/credctl-util.h"
 #include "build-config.h"
 #include "log.h"
 
 static const char *config_arg;
 
 static int cmd_secret(int argc, char **argv) {
-        _cleanup_free_ char *default_path = NULL, *errors = NULL;
         _cleanup_(config_freep) struct config *cfg = NULL;
-        const char *path = config_arg;
-        int r;
 
-        if (!path) {
-                default_path = config_default_path();
-                path = default_path;
-        }
-        if (!path)
+        if (credctl_load_config(config_arg, &cfg) != 0)
                 return 1;
-        r = config_load(path, CONFIG_LOAD_AGENT_ONLY, &cfg, &errors);
-        if (r < 0) {
-                if (errors)
-                        fprintf(stderr, "%s%s", errors, errors[0] && errors[strlen(errors) - 1] == '\n' ? "" : "\n");
-                else
-                        fprintf(stderr, "credctl: %s: %s\n", path, strerror(-r));
-                return 1;
-        }
         return credctl_secret_main(cfg, argc, argv);
 }
 

@@ -13,6 +13,7 @@
 
 #include "agent/config.h"
 #include "agent/credctl-key.h"
+#include "agent/credctl-util.h"
 #include "agent/jwt.h"
 #include "hsm/hsm.h"
 #include "policy/names.h"
@@ -152,54 +153,7 @@ int credctl_key_jwk(EVP_PKEY *pkey, const char *alg, char **ret, char **ret_kid)
 
 /* ---- key generate ---- */
 
-static bool label_is_valid(const char *label) {
-        _cleanup_free_ char *cred = NULL;
-        const char *dot = strchr(label, '.'), *why = NULL;
 
-        if (!dot || strchr(dot + 1, '.')) {
-                fprintf(stderr, "credctl: label \"%s\" must be CRED.PRINCIPAL: two names joined by one dot\n", label);
-                return false;
-        }
-        cred = strndup(label, (size_t) (dot - label));
-        if (!cred) {
-                fprintf(stderr, "credctl: out of memory\n");
-                return false;
-        }
-        if (!name_is_valid(cred, &why)) {
-                fprintf(stderr, "credctl: label \"%s\": credential name \"%s\" %s\n", label, cred, why ?: "is not valid");
-                return false;
-        }
-        if (!name_is_valid(dot + 1, &why)) {
-                fprintf(stderr, "credctl: label \"%s\": principal name \"%s\" %s\n", label, dot + 1,
-                        why ?: "is not valid");
-                return false;
-        }
-        return true;
-}
-
-static int load_config(const char *config_path, struct config **ret) {
-        _cleanup_free_ char *default_path = NULL, *errors = NULL;
-        const char *path = config_path;
-        int r;
-
-        if (!path) {
-                default_path = config_default_path();
-                path = default_path;
-        }
-        if (!path) {
-                fprintf(stderr, "credctl: out of memory\n");
-                return 1;
-        }
-        r = config_load(path, CONFIG_LOAD_AGENT_ONLY, ret, &errors);
-        if (r < 0) {
-                if (errors)
-                        fprintf(stderr, "%s%s", errors, errors[0] && errors[strlen(errors) - 1] == '\n' ? "" : "\n");
-                else
-                        fprintf(stderr, "credctl: %s: %s\n", path, strerror(-r));
-                return 1;
-        }
-        return 0;
-}
 
 static int key_generate(const char *config_path, int argc, char **argv) {
         _cleanup_(config_freep) struct config *cfg = NULL;
@@ -243,17 +197,12 @@ static int key_generate(const char *config_path, int argc, char **argv) {
                 key_usage(stderr);
                 return 2;
         }
-        if (!label_is_valid(label))
+        if (!credctl_label_is_valid(label))
                 return 2;
-        if (load_config(config_path, &cfg) != 0)
+        if (credctl_load_config(config_path, &cfg) != 0)
                 return 1;
 
-        p = (struct hsm_params) {
-                .module = cfg->module,
-                .module_dirs = cfg->module_dirs ? (const char *const *) cfg->module_dirs : hsm_default_module_dirs,
-                .token_uri = cfg->token,
-                .pin_source = cfg->pin_source,
-        };
+        config_hsm_params(cfg, &p);
         r = hsm_open(&p, &h, &error);
         if (r < 0) {
                 fprintf(stderr, "credctl: cannot open the token: %s\n", error ?: strerror(-r));

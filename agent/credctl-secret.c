@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "agent/credctl-secret.h"
+#include "agent/credctl-util.h"
 #include "hsm/hsm.h"
 #include "policy/names.h"
 #include "secmem.h"
@@ -160,14 +161,10 @@ static int read_secret(const char *label, struct secbuf **ret) {
 
 static int open_token(const struct config *cfg, struct hsm **ret) {
         _cleanup_free_ char *error = NULL;
-        struct hsm_params p = {
-                .module = cfg->module,
-                .module_dirs = cfg->module_dirs ? (const char *const *) cfg->module_dirs : hsm_default_module_dirs,
-                .token_uri = cfg->token,
-                .pin_source = cfg->pin_source,
-        };
+        struct hsm_params p;
         int r;
 
+        config_hsm_params(cfg, &p);
         r = hsm_open(&p, ret, &error);
         if (r < 0) {
                 fprintf(stderr, "credctl: cannot open the token: %s\n", error ?: strerror(-r));
@@ -210,30 +207,6 @@ static int flush_stdout(void) {
 
 /* ---- subcommands ---- */
 
-static bool label_is_valid(const char *label) {
-        _cleanup_free_ char *cred = NULL;
-        const char *dot = strchr(label, '.'), *why = NULL;
-
-        if (!dot || strchr(dot + 1, '.')) {
-                fprintf(stderr, "credctl: label \"%s\" must be CRED.PRINCIPAL: two names joined by one dot\n", label);
-                return false;
-        }
-        cred = strndup(label, (size_t) (dot - label));
-        if (!cred) {
-                fprintf(stderr, "credctl: out of memory\n");
-                return false;
-        }
-        if (!name_is_valid(cred, &why)) {
-                fprintf(stderr, "credctl: label \"%s\": credential name \"%s\" %s\n", label, cred, why ?: "is not valid");
-                return false;
-        }
-        if (!name_is_valid(dot + 1, &why)) {
-                fprintf(stderr, "credctl: label \"%s\": principal name \"%s\" %s\n", label, dot + 1,
-                        why ?: "is not valid");
-                return false;
-        }
-        return true;
-}
 
 static int secret_put(const struct config *cfg, int argc, char **argv) {
         _cleanup_(hsm_closep) struct hsm *h = NULL;
@@ -267,7 +240,7 @@ static int secret_put(const struct config *cfg, int argc, char **argv) {
                 secret_usage(stderr);
                 return 2;
         }
-        if (!label_is_valid(label))
+        if (!credctl_label_is_valid(label))
                 return 2;
 
         /* Open the token first, so that a bad module, token or PIN file is reported

@@ -841,15 +841,11 @@ int main(int argc, char **argv) {
                         n_principals += cfg->credentials[i]->n_principals;
                 /* What the hsm process will do at start, short of logging in: the module (in an
                  * allowed directory), the token, the PIN source (owner, mode). */
-                struct hsm_params hp = {
-                        .module = cfg->module,
-                        .module_dirs = cfg->module_dirs ? (const char *const *) cfg->module_dirs : hsm_default_module_dirs,
-                        .token_uri = cfg->token,
-                        .pin_source = cfg->pin_source,
-                };
+                struct hsm_params hp;
                 _cleanup_free_ char *hsm_err = NULL;
                 struct hsm *h = NULL;
 
+                config_hsm_params(cfg, &hp);
                 r = hsm_open(&hp, &h, &hsm_err);
                 if (r < 0) {
                         fprintf(stderr, "credagent: %s: the PKCS#11 token cannot be used: %s\n", o.config_path,

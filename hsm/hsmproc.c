@@ -369,12 +369,7 @@ static int handle_super(struct hsmproc *h) {
 }
 
 int hsmproc(const struct config *cfg, int front_fd, int net_fd, int super_fd) {
-        struct hsm_params hp = {
-                .module = cfg->module,
-                .module_dirs = cfg->module_dirs ? (const char *const *) cfg->module_dirs : hsm_default_module_dirs,
-                .token_uri = cfg->token,
-                .pin_source = cfg->pin_source,
-        };
+        struct hsm_params hp;
         _cleanup_free_ char *err = NULL;
         struct hsmproc h = {
                 .cfg = cfg,
@@ -387,6 +382,7 @@ int hsmproc(const struct config *cfg, int front_fd, int net_fd, int super_fd) {
         log_set_ident("credagent-hsm");
 
         /* Open what it needs: the module, the token, the PIN source (checked, read at login). */
+        config_hsm_params(cfg, &hp);
         r = hsm_open(&hp, &h.hsm, &err);
         if (r < 0) {
                 log_error("Cannot open the PKCS#11 token: %s", err ? err : strerror(-r));
