@@ -12,6 +12,7 @@
 #include <string.h>
 #include <stdatomic.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <openssl/rand.h>
@@ -55,12 +56,17 @@ struct frontproc {
         uint64_t next_fetch_id;
         struct pending pending[FRONT_MAX_PENDING];
         size_t n_pending;
+        /* Open connections per caller uid (event loop thread only). */
+        struct { uid_t uid; unsigned count; } conns_by_uid[FRONT_MAX_CONNECTIONS + 1];
+        size_t n_conn_uids;
+        unsigned long refused_connections;
 };
 
 /* Per connection: the peer as the kernel saw it at connect(). */
 struct conn_ctx {
         int peer_error; /* 0 or the negative errno of peer_from_fd() */
         struct peer peer;
+        bool counted;   /* included in conns_by_uid */
 };
 
 enum request_state {
@@ -585,20 +591,64 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
         *con_cls = NULL;
 }
 
+/* The open-connection counter of UID, created at 0.  A plain array of the uids that hold
+ * connections: there are never more of them than connections, and one scan per accept is
+ * nothing next to the accept itself.  NULL only if the array is full (it cannot be). */
+static unsigned *uid_conns(struct frontproc *f, uid_t uid) {
+        for (size_t i = 0; i < f->n_conn_uids; i++)
+                if (f->conns_by_uid[i].uid == uid)
+                        return &f->conns_by_uid[i].count;
+        if (f->n_conn_uids >= ELEMENTSOF(f->conns_by_uid))
+                return NULL;
+        f->conns_by_uid[f->n_conn_uids] = (typeof(f->conns_by_uid[0])) { .uid = uid };
+        return &f->conns_by_uid[f->n_conn_uids++].count;
+}
+
+/* Drops UID's counter once it is back at 0. */
+static void uid_conns_release(struct frontproc *f, uid_t uid) {
+        for (size_t i = 0; i < f->n_conn_uids; i++)
+                if (f->conns_by_uid[i].uid == uid) {
+                        if (f->conns_by_uid[i].count > 0 && --f->conns_by_uid[i].count == 0)
+                                f->conns_by_uid[i] = f->conns_by_uid[--f->n_conn_uids];
+                        return;
+                }
+}
+
 static void connection_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
                               enum MHD_ConnectionNotificationCode toe) {
+        struct frontproc *f = cls;
+
         if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
                 const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
                 struct conn_ctx *cc = calloc(1, sizeof *cc);
+                unsigned *n;
 
                 if (!cc)
                         return; /* no context: every request on it is refused */
                 cc->peer_error = ci ? peer_from_fd(ci->connect_fd, &cc->peer) : -EBADF;
                 if (cc->peer_error < 0)
                         log_warning_errno(cc->peer_error, "Failed to read the peer credentials of a connection: %m");
+                else if ((n = uid_conns(f, cc->peer.uid))) {
+                        if (*n >= FRONT_MAX_CONNECTIONS_PER_UID) {
+                                /* One caller may hold at most half the connections (a slow sender
+                                 * holds one for the whole idle timeout): this one is closed at once. */
+                                if (f->refused_connections++ % 100 == 0)
+                                        log_notice("connection of uid %u refused: it holds %u connections already "
+                                                   "(%lu refused so far)", (unsigned) cc->peer.uid, *n,
+                                                   f->refused_connections);
+                                (void) shutdown(ci->connect_fd, SHUT_RDWR);
+                        } else {
+                                (*n)++;
+                                cc->counted = true;
+                        }
+                }
                 *socket_context = cc;
         } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-                free(*socket_context);
+                struct conn_ctx *cc = *socket_context;
+
+                if (cc && cc->counted)
+                        uid_conns_release(f, cc->peer.uid);
+                free(cc);
                 *socket_context = NULL;
         }
 }

@@ -11,6 +11,7 @@
 
 /* Limits of the socket API. */
 #define FRONT_MAX_CONNECTIONS 1024       /* open connections */
+#define FRONT_MAX_CONNECTIONS_PER_UID (FRONT_MAX_CONNECTIONS / 2) /* one caller cannot take them all */
 #define FRONT_IDLE_TIMEOUT 30            /* s without a byte before a connection is closed */
 #define FRONT_CONNECTION_MEMORY (32 * 1024) /* request line + headers, bytes */
 #define FRONT_MAX_BODY 1024              /* request body, bytes */

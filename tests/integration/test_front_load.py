@@ -69,3 +69,40 @@ def test_escaped_nul_never_truncates_a_name(agents, catalogue, idp, path, status
     assert r.status == status, r
     if error:
         assert r.json["error"] == error, r
+
+
+def test_one_caller_cannot_hold_every_connection(agents, catalogue, idp):
+    """A caller (uid) may hold at most half the front's connections (512 of 1024): more are
+    closed at once, so a flood of idle or slow connections from one uid leaves room for others."""
+    from helpers import request_as
+
+    p = catalogue["Basic.Main"]
+    agent = agents.start("percap", [cred_of(p, idp.token_url)], idp.ca_file, socket_group=4343)
+    held = []
+    try:
+        for _ in range(512):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(agent.socket)
+            held.append(s)
+        # Wait until the front has taken all 512 (its accept loop runs on its own thread).
+        time.sleep(0.5)
+        extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        extra.connect(agent.socket)
+        extra.settimeout(5)
+        extra.sendall(b"GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            data = extra.recv(4096)
+        except ConnectionResetError:
+            data = b""
+        extra.close()
+        assert data == b"", "the 513th connection of one uid was served: %r" % data[:80]
+        # Another uid still gets in while root holds its 512.
+        r, info = request_as(4242, 4343, [], agent.socket, "GET", "/v1/whoami")
+        assert "error" not in info, info
+        assert r is not None and r.status == 200, (r, info)
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.5)
+    assert agent.whoami().status == 200
+    assert agent.wait_log(r"connection of uid 0 refused")
