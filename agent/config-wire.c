@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: ISC */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "agent/config-wire.h"
 #include "ipc/msg.h"
 #include "macro.h"
+#include "secmem.h"
 
 _Static_assert(sizeof(uid_t) == sizeof(uint32_t) && sizeof(gid_t) == sizeof(uint32_t), "ids travel as u32");
 
@@ -196,8 +200,8 @@ static int encode_names(const struct config_name *v, size_t n, struct buf *b) {
         return r;
 }
 
-static int encode_payload(const struct config *c, struct buf *b) {
-        size_t n_dirs = 0;
+static int encode_payload(const struct config *c, bool agent_only, struct buf *b) {
+        size_t n_dirs = 0, n_credentials = agent_only ? 0 : c->n_credentials;
         int r;
 
         if (c->module_dirs)
@@ -226,17 +230,17 @@ static int encode_payload(const struct config *c, struct buf *b) {
         if (r >= 0)
                 r = put_str(b, c->ca_file);
         if (r >= 0)
-                r = buf_put_u32(b, (uint32_t) c->n_credentials);
-        for (size_t i = 0; r >= 0 && i < c->n_credentials; i++)
+                r = buf_put_u32(b, (uint32_t) n_credentials);
+        for (size_t i = 0; r >= 0 && i < n_credentials; i++)
                 r = encode_credential(c->credentials[i], b);
         if (r >= 0)
-                r = encode_names(c->users, c->n_users, b);
+                r = encode_names(c->users, agent_only ? 0 : c->n_users, b);
         if (r >= 0)
-                r = encode_names(c->groups, c->n_groups, b);
+                r = encode_names(c->groups, agent_only ? 0 : c->n_groups, b);
         return r;
 }
 
-int config_encode(const struct config *c, struct buf *out) {
+static int encode(const struct config *c, bool agent_only, struct buf *out) {
         size_t start, bytes = 0;
         int r;
 
@@ -254,11 +258,18 @@ int config_encode(const struct config *c, struct buf *out) {
         if (r < 0)
                 return r;
 
-        r = msg_frame_begin(out, MSG_CONFIG, &start);
-        if (r < 0)
-                return r;
-        r = encode_payload(c, out);
-        return msg_frame_end(out, start, r);
+        start = out->len;
+        r = encode_payload(c, agent_only, out);
+        if (r < 0) {
+                /* Leave OUT as it was. */
+                secure_wipe(out->data + start, out->len - start);
+                out->len = start;
+        }
+        return r;
+}
+
+int config_encode(const struct config *c, struct buf *out) {
+        return encode(c, false, out);
 }
 
 /* ---- Decoding ---------------------------------------------------------------------- */
@@ -575,4 +586,83 @@ int config_decode(const uint8_t *p, size_t n, struct config **ret) {
                 return r;
         *ret = TAKE_PTR(c);
         return 0;
+}
+
+/* ---- Sending and receiving --------------------------------------------------------- */
+
+#define CONFIG_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+
+int config_send(int fd, const struct config *c, unsigned flags) {
+        _cleanup_close_ int memfd = -1;
+        struct buf enc, frame;
+        int r;
+
+        buf_init(&enc, MSG_CONFIG_SIZE_MAX);
+        r = encode(c, flags & CONFIG_SEND_AGENT_ONLY, &enc);
+        if (r < 0)
+                goto out;
+        memfd = memfd_create("credagent-config", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (memfd < 0) {
+                r = -errno;
+                goto out;
+        }
+        for (size_t done = 0; done < enc.len;) {
+                ssize_t n = write(memfd, enc.data + done, enc.len - done);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        r = n < 0 ? -errno : -EIO;
+                        goto out;
+                }
+                done += (size_t) n;
+        }
+        if (fcntl(memfd, F_ADD_SEALS, CONFIG_SEALS) < 0) {
+                r = -errno;
+                goto out;
+        }
+        buf_init(&frame, 64);
+        r = msg_config_encode(&(struct msg_config) { .size = enc.len }, &frame);
+        if (r >= 0)
+                r = msg_send(fd, &frame, memfd);
+        buf_done(&frame);
+out:
+        buf_done(&enc);
+        return r;
+}
+
+int config_receive(int memfd, const struct msg_config *m, struct config **ret) {
+        _cleanup_free_ uint8_t *data = NULL;
+        int seals, r;
+
+        if (memfd < 0 || m->size == 0 || m->size > MSG_CONFIG_SIZE_MAX)
+                return -EBADMSG;
+        seals = fcntl(memfd, F_GET_SEALS);
+        if (seals < 0)
+                return errno == EINVAL ? -EBADMSG : -errno; /* EINVAL: not a memfd */
+        if ((seals & CONFIG_SEALS) != CONFIG_SEALS)
+                return -EBADMSG;
+        data = malloc(m->size);
+        if (!data)
+                return -ENOMEM;
+        for (size_t done = 0; done < m->size;) {
+                ssize_t n = pread(memfd, data + done, m->size - done, (off_t) done);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -EBADMSG; /* shorter than it said */
+                done += (size_t) n;
+        }
+        /* Longer than it said is malformed too. */
+        {
+                uint8_t extra;
+                ssize_t n = pread(memfd, &extra, 1, (off_t) m->size);
+                if (n != 0)
+                        return n < 0 ? -errno : -EBADMSG;
+        }
+        r = config_decode(data, m->size, ret);
+        return r;
 }

@@ -6,9 +6,11 @@
 
 #include "agent/config.h"
 #include "ipc/buf.h"
+#include "ipc/msg.h"
 
-/* A loaded struct config on the wire: the payload of MSG_CONFIG, which the supervisor sends
- * the front on start and on every reload (ipc/PROTOCOL.md has the byte layout).  Every field
+/* A loaded struct config on the wire: what MSG_CONFIG's memfd holds, which the supervisor
+ * sends each child on start and the front on every reload (ipc/PROTOCOL.md has the byte
+ * layout).  Every field
  * travels, the resolved policy rules and the user and group name tables included, so the
  * front never reads a file or looks up a user; a scope formula travels as its source text
  * and is compiled again on decoding.  The decoded config is equal to the encoded one and
@@ -22,9 +24,9 @@
 #define CONFIG_WIRE_MODULE_DIRS_MAX 1024
 #define CONFIG_WIRE_STRING_MAX (64 * 1024)      /* bytes in any one string */
 
-/* Appends to OUT a whole MSG_CONFIG frame (ipc/msg.h: header + payload) carrying C, ready
- * for msg_send() on CHAN_SUPER_FRONT.  Returns 0; -EMSGSIZE when a count or string is over
- * its cap above or the frame over msg_channel_max(CHAN_SUPER_FRONT) (or OUT's max);
+/* Appends to OUT the encoding of C (what a MSG_CONFIG's memfd holds, ipc/msg.h).
+ * Returns 0; -EMSGSIZE when a count or string is over its cap above or the encoding over
+ * OUT's max (config_send() allows MSG_CONFIG_SIZE_MAX);
  * -EINVAL for a config that a load never produces (a credential or principal without a
  * name, a principal whose full_name is not "CRED.NAME", principals not in ascending
  * sequence order, duplicate credential names, a client_auth out of range, a scope written
@@ -34,7 +36,7 @@
  * On failure OUT is left as it was (what was appended is wiped). */
 int config_encode(const struct config *c, struct buf *out);
 
-/* Decodes the payload P[0..N) of a MSG_CONFIG frame into a new config stored in *RET (free
+/* Decodes the encoding P[0..N) (config_encode()'s) into a new config stored in *RET (free
  * with config_free()): principals in the order sent, each credential's rules[] rebuilt to
  * point at its principals' rules and each principal's credential at its credential.
  * Returns 0, -EBADMSG for anything malformed (short, trailing bytes, a count or string over
@@ -42,3 +44,26 @@ int config_encode(const struct config *c, struct buf *out);
  * the invariants config_encode() checks), or -ENOMEM; *RET is untouched on failure.
  * Pure: fuzzed. */
 int config_decode(const uint8_t *p, size_t n, struct config **ret);
+
+/* Flags for config_send(). */
+enum {
+        /* Only [agent]: no credential, principal or name table (for net and hsm, which read
+         * nothing else and so need not hold a large configuration). */
+        CONFIG_SEND_AGENT_ONLY = 1 << 0,
+};
+
+/* Sends C (or only its [agent] part, FLAGS) on the channel FD as a MSG_CONFIG: the encoding
+ * is written to a new memfd, sealed (F_SEAL_SEAL, _SHRINK, _GROW, _WRITE) and passed with
+ * SCM_RIGHTS; the frame carries its size in bytes.  Our memfd is closed before returning.
+ * Returns 0, config_encode()'s errors (-EMSGSIZE over MSG_CONFIG_SIZE_MAX bytes), or the
+ * negative errno of memfd_create(), write(), fcntl() or msg_send() (-EPIPE: the peer is
+ * gone; -EAGAIN: a full non-blocking channel). */
+int config_send(int fd, const struct config *c, unsigned flags);
+
+/* Reads and decodes the configuration of a received MSG_CONFIG: M is its decoded frame and
+ * MEMFD the fd that came with it (the caller keeps and closes it).  Stores a new config in
+ * *RET (free with config_free()).  Returns 0; -EBADMSG when MEMFD is not a memfd sealed as
+ * config_send() seals it, holds more or fewer than M->size bytes, or the contents do not
+ * decode (config_decode()); -ENOMEM; or pread()'s negative errno.  *RET is untouched on
+ * failure. */
+int config_receive(int memfd, const struct msg_config *m, struct config **ret);

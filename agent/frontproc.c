@@ -6,6 +6,7 @@
 #include <json-c/json.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <sys/random.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include <openssl/rand.h>
 
 #include "agent/config-wire.h"
 #include "agent/frontproc.h"
@@ -170,13 +170,8 @@ static enum MHD_Result queue_token(struct request *req, const struct conn_ctx *c
                 snprintf(req->answer.description, sizeof req->answer.description,
                          "the token endpoint issued a token that expired before it could be served");
         }
-        if (a->error == API_OK) {
-                /* A hit carries the fingerprint the cache computed once; a fresh token gets one here. */
-                if (a->fingerprint[0])
-                        memcpy(fp, a->fingerprint, sizeof fp);
-                else
-                        log_fingerprint(a->access_token, strlen(a->access_token), fp);
-        }
+        if (a->error == API_OK && a->fingerprint[0])
+                memcpy(fp, a->fingerprint, sizeof fp); /* net computed it once, with the fetch */
         log_info("token uid=%u pid=%d credential=%s principal=%s outcome=%s%s%s fp=%s ms=%llu",
                  (unsigned) cc->peer.uid, (int) cc->peer.pid, p->credential->name, p->name, outcome_name(a),
                  a->idp_error[0] ? " idp_error=" : "", a->idp_error, fp,
@@ -776,8 +771,8 @@ static void complete_pending(struct frontproc *f, struct pending *p, struct tokc
         uint64_t now = now_boottime_ms();
         char fp[9] = "-";
 
-        if (a->error == API_OK)
-                log_fingerprint(a->access_token, strlen(a->access_token), fp);
+        if (a->error == API_OK && a->fingerprint[0])
+                memcpy(fp, a->fingerprint, sizeof fp);
         if (a->error == API_OK)
                 log_info("fetch credential=%s principal=%s outcome=ok http=%u expires_in=%llu fp=%s ms=%llu",
                          p->principal->credential->name, p->principal->name, http_status,
@@ -863,6 +858,7 @@ static void handle_fetch_done(struct frontproc *f, struct msg_fetch_done *d) {
                         snprintf(a.description, sizeof a.description, "the network process sent no usable token");
                 } else {
                         a.access_token = d->access_token; /* borrowed: the cache copies */
+                        memcpy(a.fingerprint, d->fingerprint, sizeof a.fingerprint);
                         a.scope = d->scope ? d->scope : p.scope;
                         a.expires_at = now_boottime_ms() + (uint64_t) d->expires_in * 1000;
                 }
@@ -954,15 +950,18 @@ static const struct config_principal *rebind_principal(void *userdata, const str
         return p;
 }
 
-static int apply_config(struct frontproc *f, const uint8_t *p, size_t n, char *why, size_t why_size) {
+static int apply_config(struct frontproc *f, const struct msg_frame *fr, char *why, size_t why_size) {
         struct config *new_cfg = NULL, *old_cfg;
         struct retired_config *r;
+        struct msg_config m;
         size_t kept;
         int e;
 
-        e = config_decode(p, n, &new_cfg);
+        e = msg_config_decode(fr->payload, fr->len, &m);
+        if (e >= 0)
+                e = config_receive(fr->fd, &m, &new_cfg);
         if (e < 0) {
-                snprintf(why, why_size, "the configuration could not be decoded");
+                snprintf(why, why_size, "the configuration could not be read: %s", strerror(-e));
                 return e;
         }
         r = calloc(1, sizeof *r);
@@ -1028,7 +1027,8 @@ static int handle_super(struct frontproc *f, uint8_t *rbuf, size_t rbuf_size) {
                         log_info("New %s channel in place", msg_channel_name((enum msg_channel) c.channel));
                 } else if (fr.type == MSG_CONFIG) {
                         char why[128] = "";
-                        r = apply_config(f, fr.payload, fr.len, why, sizeof why);
+                        r = apply_config(f, &fr, why, sizeof why);
+                        proc_close(&fr.fd);
                         send_config_done(f, r < 0 ? 1 : 0, r < 0 ? why : NULL);
                 } else
                         proc_close(&fr.fd);
@@ -1050,7 +1050,7 @@ int frontproc(struct config *cfg, int listen_fd, int net_fd, int hsm_fd, int sup
         log_set_ident("credagent-front");
         atomic_init(&f.cfg, cfg);
         /* Fetch ids start at a random point: a restarted front never reuses its predecessor's. */
-        if (RAND_bytes((unsigned char *) &f.next_fetch_id, sizeof f.next_fetch_id) != 1)
+        if (getrandom(&f.next_fetch_id, sizeof f.next_fetch_id, 0) != (ssize_t) sizeof f.next_fetch_id)
                 f.next_fetch_id = now_boottime_ms() << 20;
 
         /* Open what it needs: the HTTP server on the inherited listening socket, the cache. */
@@ -1066,7 +1066,7 @@ int frontproc(struct config *cfg, int listen_fd, int net_fd, int hsm_fd, int sup
          * can still be opened; then Landlock, which binds only the calling thread and those it
          * creates later, before libmicrohttpd starts its thread (the seccomp part, with TSYNC,
          * comes after). */
-        sandbox_warm_up();
+        sandbox_warm_up(0);
         if (sandbox_landlock("front", &sandbox_policy_front) < 0)
                 goto out;
         f.daemon = MHD_start_daemon(

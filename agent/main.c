@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <libgen.h>
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -26,12 +27,10 @@
 #include "agent/config.h"
 #include "agent/config-wire.h"
 #include "agent/frontproc.h"
-#include "agent/netproc.h"
 #include "agent/procutil.h"
 #include "agent/tokcache.h"
 #include "build-config.h"
 #include "hsm/hsm.h"
-#include "hsm/hsmproc.h"
 #include "ipc/client.h"
 #include "ipc/listen.h"
 #include "ipc/msg.h"
@@ -310,6 +309,53 @@ static void forward_logs(int log_fd) {
 
 /* ---- supervision (DESIGN.md, Processes) ---- */
 
+/* The children's programs, by role (ROLE_FRONT, ROLE_NET, ROLE_HSM), and their files, opened
+ * once at start: a restarted process runs the same build as the supervisor even if the files
+ * were replaced since (an upgrade takes a restart of the agent), and nothing is looked up by
+ * path later. */
+static const char *const child_program[3] = { "credagent-front", "credagent-net", "credagent-hsm" };
+static int child_exe[3] = { -1, -1, -1 };
+
+/* Opens each child program: beside this executable when it is there (a build tree), else in
+ * CREDAGENT_LIBEXECDIR.  Returns 0, or -ENOENT (-EACCES, …) after printing which program is
+ * missing and where it was looked for. */
+static int open_child_programs(void) {
+        char self[PATH_MAX], path[PATH_MAX + 64];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        const char *dir = NULL;
+
+        if (n > 0) {
+                self[n] = '\0';
+                dir = dirname(self);
+        }
+        for (int i = 0; i < 3; i++) {
+                int fd = -1;
+
+                if (dir) {
+                        snprintf(path, sizeof path, "%s/%s", dir, child_program[i]);
+                        fd = open(path, O_RDONLY | O_CLOEXEC);
+                }
+                if (fd < 0) {
+                        snprintf(path, sizeof path, "%s/%s", CREDAGENT_LIBEXECDIR, child_program[i]);
+                        fd = open(path, O_RDONLY | O_CLOEXEC);
+                }
+                if (fd < 0) {
+                        int e = errno;
+                        fprintf(stderr, "credagent: cannot open %s (looked in %s and %s): %s\n", child_program[i],
+                                dir ? dir : "?", CREDAGENT_LIBEXECDIR, strerror(e));
+                        return -e;
+                }
+                struct stat st;
+                if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & S_IXUSR)) {
+                        fprintf(stderr, "credagent: %s is not an executable file\n", path);
+                        close(fd);
+                        return -EACCES;
+                }
+                child_exe[i] = fd;
+        }
+        return 0;
+}
+
 enum edge { EDGE_FRONT_NET, EDGE_FRONT_HSM, EDGE_NET_HSM, _EDGE_MAX };
 
 static const struct {
@@ -446,42 +492,38 @@ static int start_child(struct supervisor *s, int idx) {
                 return r;
         }
         if (pid == 0) {
+                char *args[] = { (char *) child_program[c->role - ROLE_FRONT], log_get_max_level() >= LOG_DEBUG ? "--debug" : NULL, NULL };
                 sigset_t none;
-                int fds[5];
+                int fds[6];
                 size_t n = 0;
 
                 sigemptyset(&none);
                 sigprocmask(SIG_SETMASK, &none, NULL);
-                /* One malloc arena: glibc's per-thread arenas cost memory, and shrinking one opens
-                 * /proc/sys/vm/overcommit_memory, which the front's filter forbids (a burst of
-                 * connections got the front killed with SIGSYS). */
-                mallopt(M_ARENA_MAX, 1);
-                /* Children log to stderr (the supervisor forwards it in daemon mode): no syslog
-                 * socket in a sandboxed process. */
-                log_set_writer(NULL);
-                closelog();
-                term_fd = -1;
                 (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
-                /* Keep only this child's fds: [listen,] its edges in edge order, its supervisor end. */
+                /* Only the supervisor speaks to systemd. */
+                (void) unsetenv("NOTIFY_SOCKET");
+                /* Keep only this child's fds, where its program expects them (agent/procutil.h):
+                 * [listen,] its edges in edge order, its supervisor end; then its program. */
                 if (c->role == ROLE_FRONT)
                         fds[n++] = s->listen_fd;
                 for (int e = 0; e < _EDGE_MAX; e++)
                         if (edges[e].a == idx || edges[e].b == idx)
                                 fds[n++] = mine[e];
                 fds[n++] = super[1];
-                if (child_fds(fds, n) < 0)
-                        _exit(1);
-                switch (c->role) {
-                case ROLE_FRONT:
-                        _exit(frontproc(s->cfg, fds[0], fds[1], fds[2], fds[3]));
-                case ROLE_NET:
-                        _exit(netproc(s->cfg, fds[0], fds[1], fds[2]));
-                case ROLE_HSM:
-                        _exit(hsmproc(s->cfg, fds[0], fds[1], fds[2]));
-                default:
-                        _exit(1);
-                }
+                fds[n++] = child_exe[c->role - ROLE_FRONT];
+                if (child_fds(fds, n) < 0 || fcntl(fds[n - 1], F_SETFD, FD_CLOEXEC) < 0)
+                        _exit(127);
+                /* Each process its own program, mapping only the libraries it uses. */
+                fexecve(fds[n - 1], args, environ);
+                fprintf(stderr, "credagent: cannot run %s: %s\n", args[0], strerror(errno));
+                _exit(127);
         }
+
+        /* Its first frames: our hello, then its configuration (net and hsm read only [agent]). */
+        proc_send_hello(super[0], ROLE_SUPERVISOR);
+        r = config_send(super[0], s->cfg, c->role == ROLE_FRONT ? 0 : CONFIG_SEND_AGENT_ONLY);
+        if (r < 0)
+                log_error_errno(r, "Cannot send the %s process its configuration: %m", c->name);
 
         close(super[1]);
         for (int e = 0; e < _EDGE_MAX; e++)
@@ -582,7 +624,6 @@ static bool agent_section_changed(const struct config *a, const struct config *b
 static void reload(struct supervisor *s) {
         _cleanup_free_ char *errors = NULL;
         struct config *cfg = NULL;
-        struct buf b;
         int r;
 
         log_info("SIGHUP: reloading %s", s->config_path);
@@ -605,11 +646,7 @@ static void reload(struct supervisor *s) {
                 log_warning("socket changed to %s: that takes a restart; still listening on %s", cfg->socket,
                             s->socket_path);
 
-        buf_init(&b, msg_channel_max(CHAN_SUPER_FRONT));
-        r = config_encode(cfg, &b);
-        if (r == 0 && s->children[0].super_fd >= 0)
-                r = msg_send(s->children[0].super_fd, &b, -1);
-        buf_done(&b);
+        r = s->children[0].super_fd >= 0 ? config_send(s->children[0].super_fd, cfg, 0) : 0;
         if (r < 0) {
                 log_error_errno(r, "Cannot hand the new configuration to the front, keeping the running one: %m");
                 config_free(cfg);
@@ -625,6 +662,8 @@ static void reload(struct supervisor *s) {
                         }
         config_free(s->cfg);
         s->cfg = cfg;
+        /* Loading took far more than the result keeps: give the pages back. */
+        (void) malloc_trim(0);
         (void) notify_send("READY=1");
 }
 
@@ -835,6 +874,11 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "credagent: %s: the configuration is invalid\n", o.config_path);
                 return 1;
         }
+        /* Loading took far more than the result keeps: give the pages back before forking. */
+        (void) malloc_trim(0);
+        r = open_child_programs();
+        if (r < 0)
+                return 1;
         if (o.check) {
                 size_t n_principals = 0;
                 for (size_t i = 0; i < cfg->n_credentials; i++)

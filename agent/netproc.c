@@ -297,6 +297,7 @@ static void *fetch_thread(void *arg) {
         case OAUTH_OK:
                 d.error = API_OK;
                 d.access_token = res.access_token;
+                log_fingerprint(res.access_token, strlen(res.access_token), d.fingerprint);
                 d.scope = res.scope;
                 d.expires_in = res.expires_in;
                 break;
@@ -315,13 +316,10 @@ static void *fetch_thread(void *arg) {
         if (d.error != API_OK)
                 d.description = res.description;
 
-        if (d.error == API_OK) {
-                char fp[9];
+        if (d.error == API_OK)
                 log_debug("fetch %llu outcome=ok http=%ld expires_in=%u fp=%s ms=%llu", (unsigned long long) f->fetch_id,
-                         res.http_status, res.expires_in,
-                         log_fingerprint(res.access_token, strlen(res.access_token), fp),
-                         (unsigned long long) (now_boottime_ms() - started));
-        } else
+                         res.http_status, res.expires_in, d.fingerprint, (unsigned long long) (now_boottime_ms() - started));
+        else
                 log_debug("fetch %llu outcome=%s%s%s http=%ld ms=%llu: %s", (unsigned long long) f->fetch_id,
                             api_error_name(d.error), d.idp_error ? " idp_error=" : "", d.idp_error ? d.idp_error : "",
                             res.http_status, (unsigned long long) (now_boottime_ms() - started), res.description);
@@ -560,7 +558,8 @@ int netproc(const struct config *cfg, int front_fd, int hsm_fd, int super_fd) {
         /* Open what it needs: libcurl, OpenSSL, the resolver, the CA bundle. */
         if (oauth_global_init() < 0)
                 goto out;
-        sandbox_warm_up();
+        sandbox_warm_up_openssl();
+        sandbox_warm_up(SANDBOX_WARM_RESOLVER);
         if (msg_channel_max(CHAN_SUPER_NET) > rbuf_size)
                 rbuf_size = msg_channel_max(CHAN_SUPER_NET);
         rbuf = malloc(rbuf_size);

@@ -37,3 +37,25 @@ bool proc_signal_wants_exit(int sfd);
 /* With -Dtest_hooks=true: installs the hook that makes PROCESS try a forbidden syscall on
  * SIGUSR2 (agent/sandbox.h).  Otherwise does nothing. */
 void proc_test_hooks(const char *process);
+
+struct config;
+
+/* The fds of the children's programs (credagent-front, -net, -hsm), as agent/main.c places
+ * them before it execs one: the listening socket (front only), then its channels in the
+ * order of the edges front–net, front–hsm, net–hsm, then the supervisor's channel. */
+enum {
+        PROC_FRONT_LISTEN_FD = 3, PROC_FRONT_NET_FD = 4, PROC_FRONT_HSM_FD = 5, PROC_FRONT_SUPER_FD = 6,
+        PROC_NET_FRONT_FD = 3, PROC_NET_HSM_FD = 4, PROC_NET_SUPER_FD = 5,
+        PROC_HSM_FRONT_FD = 3, PROC_HSM_NET_FD = 4, PROC_HSM_SUPER_FD = 5,
+};
+
+/* The start of a child's program, before its process function: sets one malloc arena, the
+ * log ident IDENT and, with "--debug" in ARGV, debug logging; then reads, blocking on
+ * SUPER_FD (channel SUPER_CHANNEL), the supervisor's MSG_HELLO (which must carry
+ * MSG_VERSION: the programs of one agent must be of one build) and the MSG_CONFIG that
+ * follows it (config_receive()).  Stores the config in *RET (the caller's to free).
+ * Returns 0, or a negative errno after logging why: -EBADF when SUPER_FD is not a channel
+ * (the program was run by hand, not by credagent), -EPROTO for another version or any other
+ * first frames, -EINVAL for an unknown argument, or config_receive()'s errors. */
+int proc_child_start(int argc, char **argv, const char *ident, int super_fd, enum msg_channel super_channel,
+                     struct config **ret);

@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <linux/landlock.h>
 #include <netdb.h>
-#include <openssl/rand.h>
 #include <pthread.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -302,22 +301,19 @@ bool sandbox_kernel_has(enum sandbox_feature f) {
 
 /* ---- warm-up --------------------------------------------------------------------------- */
 
-void sandbox_warm_up(void) {
-        unsigned char byte;
-        struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+void sandbox_warm_up(unsigned flags) {
         struct tm tm;
         time_t now = time(NULL);
-        int r;
 
-        if (RAND_bytes(&byte, 1) != 1)
-                log_debug("Warm-up: RAND_bytes() failed");
-        OPENSSL_cleanse(&byte, sizeof byte);
+        if (flags & SANDBOX_WARM_RESOLVER) {
+                struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+                int r = getaddrinfo("localhost", "443", &hints, &ai);
 
-        r = getaddrinfo("localhost", "443", &hints, &ai);
-        if (r != 0)
-                log_debug("Warm-up: getaddrinfo(\"localhost\"): %s", gai_strerror(r));
-        else
-                freeaddrinfo(ai);
+                if (r != 0)
+                        log_debug("Warm-up: getaddrinfo(\"localhost\"): %s", gai_strerror(r));
+                else
+                        freeaddrinfo(ai);
+        }
 
         (void) strerror(EINVAL);
         tzset();

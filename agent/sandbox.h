@@ -87,13 +87,22 @@ extern const struct sandbox_policy sandbox_policy_net;
 extern const struct sandbox_policy sandbox_policy_hsm;
 
 /* Loads what libraries load lazily, so that it does not need a forbidden syscall after
- * sandbox_apply(): OpenSSL's random generator (RAND_bytes() once), glibc's NSS and resolver
- * configuration (one getaddrinfo("localhost")), strerror()'s tables, the time zone
- * (localtime_r()), libgcc_s (which glibc dlopen()s the first time a thread is cancelled or
- * calls pthread_exit()), and the kernel features of sandbox_kernel_has().  Call it in the
+ * sandbox_apply(): with SANDBOX_WARM_RESOLVER glibc's NSS and resolver configuration (one
+ * getaddrinfo("localhost")); always strerror()'s tables, the time zone (localtime_r()),
+ * libgcc_s (which glibc dlopen()s the first time a thread is cancelled or calls
+ * pthread_exit()), and the kernel features of sandbox_kernel_has().  Call it in the
  * prologue, after the process has opened what it needs (the net process: its CA bundle)
- * and before sandbox_apply().  Failures are not fatal and are logged at debug level. */
-void sandbox_warm_up(void);
+ * and before sandbox_apply(); a process that uses OpenSSL calls sandbox_warm_up_openssl()
+ * too.  Failures are not fatal and are logged at debug level. */
+enum {
+        SANDBOX_WARM_RESOLVER = 1 << 0, /* the process resolves names (net) or may ask NSS */
+};
+void sandbox_warm_up(unsigned flags);
+
+/* OpenSSL's random generator, seeded once (RAND_bytes()) before sandbox_apply(), for the
+ * processes that use OpenSSL (net, hsm).  In its own file (agent/sandbox-openssl.c) so that
+ * the front, which uses no OpenSSL, does not map it. */
+void sandbox_warm_up_openssl(void);
 
 /* Confines the calling process, named PROCESS ("front", "net", "hsm": used in logs and in
  * debug reports, copied), with policy P, in this order:

@@ -406,7 +406,7 @@ void tokcache_complete(struct tokcache *c, struct tokcache_entry *e, const struc
                         e->obtained_at = now_ms;
                         e->expires_at = answer->expires_at;
                         e->refresh_at = entry_refresh_time(e, e->principal->credential);
-                        log_fingerprint(token, strlen(token), e->fp);
+                        memcpy(e->fp, answer->fingerprint, sizeof e->fp); /* net computed it */
                         entry_reset_backoff(e);
                 } else {
                         free_wiped(token);

@@ -76,8 +76,9 @@ struct tokcache_answer {
                                              Retry-After in s, 0 when it sent none */
         char idp_error[OAUTH_ERROR_CODE_MAX + 1]; /* API_IDP_ERROR: the IdP's §5.2 code, may be "" */
         char description[160];            /* errors: safe to show the caller */
-        char fingerprint[TOKCACHE_FP_LEN + 1]; /* API_OK from the cache: the token's log fingerprint,
-                                             computed once when it was stored; "" otherwise */
+        char fingerprint[TOKCACHE_FP_LEN + 1]; /* API_OK: the token's log fingerprint (net computes it,
+                                             log_fingerprint(); given to tokcache_complete() with the
+                                             token and stored with it); "" otherwise */
 };
 
 /* Wipes and frees what A holds and zeroes it.  Accepts NULL. */

@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: ISC */
-#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -83,15 +82,6 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         }
         errno = saved_errno;
         return -e;
-}
-
-char *log_fingerprint(const void *data, size_t len, char ret[static 9]) {
-        unsigned char md[SHA256_DIGEST_LENGTH];
-
-        SHA256(data, len, md);
-        for (int i = 0; i < 4; i++)
-                snprintf(ret + 2 * i, 3, "%02x", md[i]);
-        return ret;
 }
 
 char *log_escape(const void *in, size_t len, size_t max, char *ret, size_t ret_size) {

@@ -402,7 +402,8 @@ int hsmproc(const struct config *cfg, int front_fd, int net_fd, int super_fd) {
         (void) proc_set_nonblock(h.super_fd);
 
         /* Drop what it does not need, then the filter. */
-        sandbox_warm_up();
+        sandbox_warm_up_openssl();
+        sandbox_warm_up(SANDBOX_WARM_RESOLVER);
         r = sandbox_apply("hsm", &sandbox_policy_hsm);
         if (r < 0)
                 goto out;

@@ -37,14 +37,14 @@ static const struct {
         [CHAN_NET_HSM] = { "net-hsm", 16 * 1024,
                            BIT(MSG_HELLO) | BIT(MSG_SECRET_REQUEST) | BIT(MSG_SIGN_REQUEST),
                            BIT(MSG_HELLO) | BIT(MSG_SECRET) | BIT(MSG_SIGNATURE) },
-        [CHAN_SUPER_FRONT] = { "supervisor-front", 1024 * 1024,
+        [CHAN_SUPER_FRONT] = { "supervisor-front", 8 * 1024,
                                BIT(MSG_HELLO) | BIT(MSG_CHANNEL) | BIT(MSG_CONFIG),
                                BIT(MSG_HELLO) | BIT(MSG_CONFIG_DONE) },
         [CHAN_SUPER_NET] = { "supervisor-net", 8 * 1024,
-                             BIT(MSG_HELLO) | BIT(MSG_CHANNEL),
+                             BIT(MSG_HELLO) | BIT(MSG_CHANNEL) | BIT(MSG_CONFIG),
                              BIT(MSG_HELLO) },
         [CHAN_SUPER_HSM] = { "supervisor-hsm", 8 * 1024,
-                             BIT(MSG_HELLO) | BIT(MSG_CHANNEL),
+                             BIT(MSG_HELLO) | BIT(MSG_CHANNEL) | BIT(MSG_CONFIG),
                              BIT(MSG_HELLO) },
 };
 
@@ -424,6 +424,14 @@ static int fetch_done_check(const struct msg_fetch_done *m) {
                 return -EINVAL;
         if (m->retry_after > MSG_RETRY_AFTER_MAX || (m->error == API_OK && m->retry_after != 0))
                 return -EINVAL;
+        if (m->error == API_OK) {
+                for (size_t i = 0; i < MSG_FP_LEN; i++)
+                        if (!strchr("0123456789abcdef", m->fingerprint[i]) || !m->fingerprint[i])
+                                return -EINVAL;
+                if (m->fingerprint[MSG_FP_LEN])
+                        return -EINVAL;
+        } else if (m->fingerprint[0])
+                return -EINVAL;
         return 0;
 }
 
@@ -454,6 +462,8 @@ int msg_fetch_done_encode(const struct msg_fetch_done *m, struct buf *out) {
                 r = put_str(out, m->description, MSG_TEXT_MAX);
         if (r >= 0)
                 r = buf_put_u32(out, m->retry_after);
+        if (r >= 0)
+                r = put_str(out, m->fingerprint[0] ? m->fingerprint : NULL, MSG_FP_LEN);
         return msg_frame_end(out, start, r);
 }
 
@@ -480,6 +490,14 @@ int msg_fetch_done_decode(const uint8_t *p, size_t n, struct msg_fetch_done *ret
                 r = buf_get_str(&b, MSG_TEXT_MAX, &m.description);
         if (r >= 0)
                 r = buf_get_u32(&b, &m.retry_after);
+        if (r >= 0) {
+                char *fp = NULL;
+
+                r = buf_get_str(&b, MSG_FP_LEN, &fp);
+                if (r >= 0 && fp)
+                        memcpy(m.fingerprint, fp, strlen(fp) + 1);
+                free(fp);
+        }
         if (r >= 0)
                 r = get_end(&b);
         if (r >= 0 && fetch_done_check(&m) < 0)
@@ -841,6 +859,39 @@ int msg_channel_fd_decode(const uint8_t *p, size_t n, struct msg_channel_fd *ret
         return r;
 }
 
+/* ---- CONFIG ----------------------------------------------------------------------- */
+
+int msg_config_encode(const struct msg_config *m, struct buf *out) {
+        size_t start;
+        int r;
+
+        if (m->size == 0 || m->size > MSG_CONFIG_SIZE_MAX)
+                return -EINVAL;
+        r = msg_frame_begin(out, MSG_CONFIG, &start);
+        if (r < 0)
+                return r;
+        r = buf_put_u64(out, m->size);
+        return msg_frame_end(out, start, r);
+}
+
+int msg_config_decode(const uint8_t *p, size_t n, struct msg_config *ret) {
+        struct msg_config m = {};
+        struct buf b;
+        int r;
+
+        buf_view(&b, p, n);
+        r = buf_get_u64(&b, &m.size);
+        if (r >= 0 && (m.size == 0 || m.size > MSG_CONFIG_SIZE_MAX))
+                r = -EBADMSG;
+        if (r >= 0)
+                r = get_end(&b);
+        if (r < 0)
+                memset(ret, 0, sizeof *ret);
+        else
+                *ret = m;
+        return r;
+}
+
 /* ---- CONFIG_DONE ------------------------------------------------------------------- */
 
 int msg_config_done_encode(const struct msg_config_done *m, struct buf *out) {
@@ -985,7 +1036,7 @@ int msg_recv(int fd, enum msg_channel c, bool from_a, uint8_t *buf, size_t buf_s
                 r = -EPROTO;
         else
                 r = msg_frame_parse(c, from_a, buf, (size_t) n, &f);
-        if (r >= 0 && (f.type == MSG_CHANNEL) != (n_fds == 1))
+        if (r >= 0 && (f.type == MSG_CHANNEL || f.type == MSG_CONFIG) != (n_fds == 1))
                 r = -EPROTO;
         if (r < 0) {
                 for (int i = 0; i < n_fds; i++)

@@ -17,7 +17,7 @@
  * payload does not decode exactly (no trailing bytes) makes the receiver drop the channel;
  * the supervisor then restarts the peer. */
 
-#define MSG_VERSION 4
+#define MSG_VERSION 5
 #define MSG_HEADER_SIZE 5
 
 enum msg_type {
@@ -30,7 +30,7 @@ enum msg_type {
         MSG_SIGN_REQUEST = 32,  /* net → hsm: sign a client assertion for a granted fetch */
         MSG_SIGNATURE = 33,     /* hsm → net: the signature, or why not */
         MSG_CHANNEL = 40,       /* supervisor → child: a replacement channel fd (SCM_RIGHTS) */
-        MSG_CONFIG = 41,        /* supervisor → front: a new configuration */
+        MSG_CONFIG = 41,        /* supervisor → child: its configuration, in a sealed memfd */
         MSG_CONFIG_DONE = 42,   /* front → supervisor: config applied (u8 0) or refused */
 };
 
@@ -75,6 +75,7 @@ const char *msg_channel_name(enum msg_channel c);
 #define MSG_ALG_MAX 3           /* enum hsm_alg: 0 none, 1 ES256, 2 RS256, 3 PS256 */
 #define MSG_PARAMS_MAX 4096     /* FETCH's resource list and token_params */
 #define MSG_RETRY_AFTER_MAX 3600 /* FETCH_DONE's retry_after, seconds */
+#define MSG_FP_LEN 8            /* FETCH_DONE's fingerprint, hex digits */
 
 struct msg_hello {
         uint32_t version;
@@ -113,6 +114,9 @@ struct msg_fetch_done {
         char *description;              /* may be NULL */
         uint32_t retry_after;           /* s, the token endpoint's Retry-After (429, 503), clamped
                                            to 1 … MSG_RETRY_AFTER_MAX; 0 = none (always 0 with a token) */
+        char fingerprint[MSG_FP_LEN + 1]; /* error == 0: the token's log fingerprint (log_fingerprint(),
+                                           MSG_FP_LEN lower-case hex digits), computed by net so
+                                           that the front needs no hash library; "" otherwise */
 };
 
 /* Either a secret grant (client_secret_uri, nothing else) or a key grant (client_key_uri,
@@ -160,7 +164,17 @@ struct msg_channel_fd {
         uint8_t channel;                /* enum msg_channel the attached fd belongs to */
 };
 
-/* MSG_CONFIG's payload is agent/config-wire.h's config_encode(); the front answers: */
+/* MSG_CONFIG: the configuration itself travels in a memfd attached to the frame
+ * (SCM_RIGHTS), sealed against writing, shrinking and growing, holding exactly SIZE bytes:
+ * agent/config-wire.h's config_encode().  A configuration of any size thus fits a small
+ * frame.  The supervisor sends one to each child first thing after starting it; the front
+ * gets a new one on every reload and answers with MSG_CONFIG_DONE. */
+#define MSG_CONFIG_SIZE_MAX (64u * 1024 * 1024)
+struct msg_config {
+        uint64_t size;                  /* bytes, 1 … MSG_CONFIG_SIZE_MAX */
+};
+
+/* The front's answer to a MSG_CONFIG: */
 struct msg_config_done {
         uint8_t status;                 /* 0 = applied, anything else = refused */
         char *reason;                   /* may be NULL; no secret in it */
@@ -191,9 +205,11 @@ struct msg_config_done {
  *    audience; with the secret, neither and assertion_alg 0.
  *  - SIGNATURE: error == 0 carries no description and an alg of 1 … MSG_ALG_MAX; error is
  *    otherwise a negative errno (≥ -4095) with alg 0 and no signature bytes.
- *  - FETCH_DONE: error == 0 carries a non-empty access_token; error != 0 carries none.
+ *  - FETCH_DONE: error == 0 carries a non-empty access_token and a fingerprint of exactly
+ *    MSG_FP_LEN lower-case hex digits; error != 0 carries neither.
  *  - SECRET: error == 0 carries the secret (≤ MSG_SECRET_MAX bytes) and no description;
  *    error is otherwise a negative errno (≥ -4095) with no secret bytes.
+ *  - CONFIG: a size of 0 or over MSG_CONFIG_SIZE_MAX.
  *  - Clearing wipes FETCH_DONE's access_token before freeing it.  SECRET's secret is not
  *    copied: wipe the receive buffer after use.  Clear functions accept a zeroed struct. */
 int msg_hello_encode(const struct msg_hello *m, struct buf *out);
@@ -221,6 +237,8 @@ int msg_signature_decode(const uint8_t *p, size_t n, struct msg_signature *ret);
 void msg_signature_clear(struct msg_signature *m);
 int msg_channel_fd_encode(const struct msg_channel_fd *m, struct buf *out);
 int msg_channel_fd_decode(const uint8_t *p, size_t n, struct msg_channel_fd *ret);
+int msg_config_encode(const struct msg_config *m, struct buf *out);
+int msg_config_decode(const uint8_t *p, size_t n, struct msg_config *ret);
 int msg_config_done_encode(const struct msg_config_done *m, struct buf *out);
 int msg_config_done_decode(const uint8_t *p, size_t n, struct msg_config_done *ret);
 void msg_config_done_clear(struct msg_config_done *m);
@@ -258,8 +276,8 @@ int msg_send(int fd, const struct buf *frame, int fd_to_pass);
  * msg_frame_parse() does.  Returns 0, 0 with RET->type == 0 at end of stream (peer closed),
  * -EMSGSIZE for a truncated (oversized) datagram, -EAGAIN on a non-blocking fd with nothing
  * to read, or the errors of msg_frame_parse().  A received fd is closed on any error.
- * Details: only MSG_CHANNEL carries an fd, and always one: an fd on any other frame, a
- * MSG_CHANNEL without one, more than one fd or a truncated control message are -EPROTO.
+ * Details: only MSG_CHANNEL and MSG_CONFIG carry an fd, and always one: an fd on any other
+ * frame, a MSG_CHANNEL or MSG_CONFIG without one, more than one fd or a truncated control message are -EPROTO.
  * The fd is received with MSG_CMSG_CLOEXEC.  EINTR is retried.  -EINVAL when BUF_SIZE is
  * smaller than a header.  *RET is untouched on failure. */
 int msg_recv(int fd, enum msg_channel c, bool from_a, uint8_t *buf, size_t buf_size, struct msg_frame *ret);

@@ -37,13 +37,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 }
         }
 
-        buf_init(&out, msg_channel_max(CHAN_SUPER_FRONT));
+        buf_init(&out, MSG_CONFIG_SIZE_MAX);
         r = config_encode(c, &out);
-        /* The input fits a frame (libFuzzer's inputs are far smaller than 1 MiB). */
-        FUZZ_CHECK(r == 0 || r == -ENOMEM || (r == -EMSGSIZE && size > msg_channel_max(CHAN_SUPER_FRONT) - MSG_HEADER_SIZE));
+        /* Whatever decodes encodes again to the same bytes (inputs are far under the cap). */
+        FUZZ_CHECK(r == 0 || r == -ENOMEM);
         if (r == 0) {
-                FUZZ_CHECK(out.len == size + MSG_HEADER_SIZE);
-                FUZZ_CHECK(memcmp(out.data + MSG_HEADER_SIZE, data, size) == 0);
+                FUZZ_CHECK(out.len == size);
+                FUZZ_CHECK(memcmp(out.data, data, size) == 0);
         }
         buf_done(&out);
         config_free(c);

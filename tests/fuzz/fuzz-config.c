@@ -26,15 +26,15 @@ static void check_wire(const struct config *c) {
         struct buf a, b;
         int r;
 
-        buf_init(&a, msg_channel_max(CHAN_SUPER_FRONT));
+        buf_init(&a, MSG_CONFIG_SIZE_MAX);
         r = config_encode(c, &a);
         FUZZ_CHECK(r == 0 || r == -ENOMEM || r == -EMSGSIZE);
         if (r == 0) {
-                r = config_decode(a.data + MSG_HEADER_SIZE, a.len - MSG_HEADER_SIZE, &d);
+                r = config_decode(a.data, a.len, &d);
                 FUZZ_CHECK(r == 0 || r == -ENOMEM);
         }
         if (d) {
-                buf_init(&b, msg_channel_max(CHAN_SUPER_FRONT));
+                buf_init(&b, MSG_CONFIG_SIZE_MAX);
                 r = config_encode(d, &b);
                 FUZZ_CHECK(r == 0 || r == -ENOMEM);
                 if (r == 0)

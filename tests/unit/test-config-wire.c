@@ -2,6 +2,7 @@
 /* agent/config-wire: a loaded config survives MSG_CONFIG field for field; malformed
  * payloads and configs a load never makes are refused. */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -131,22 +134,18 @@ static void config_eq(const struct config *a, const struct config *b) {
         names_eq(a->groups, a->n_groups, b->groups, b->n_groups);
 }
 
-/* Encodes C as a frame, checks the frame is a MSG_CONFIG the front accepts from the
- * supervisor, decodes it and checks equality and that re-encoding gives the same bytes. */
+/* Encodes C, decodes it and checks equality and that re-encoding gives the same bytes. */
 static struct config *roundtrip(const struct config *c) {
         struct config *d = NULL;
-        struct msg_frame f;
         struct buf b, again;
 
-        buf_init(&b, msg_channel_max(CHAN_SUPER_FRONT));
+        buf_init(&b, MSG_CONFIG_SIZE_MAX);
         assert_int_equal(config_encode(c, &b), 0);
-        assert_int_equal(msg_frame_parse(CHAN_SUPER_FRONT, true, b.data, b.len, &f), 0);
-        assert_int_equal(f.type, MSG_CONFIG);
-        assert_int_equal(config_decode(f.payload, f.len, &d), 0);
+        assert_int_equal(config_decode(b.data, b.len, &d), 0);
         assert_non_null(d);
         config_eq(c, d);
 
-        buf_init(&again, msg_channel_max(CHAN_SUPER_FRONT));
+        buf_init(&again, MSG_CONFIG_SIZE_MAX);
         assert_int_equal(config_encode(d, &again), 0);
         assert_int_equal(again.len, b.len);
         assert_memory_equal(again.data, b.data, b.len);
@@ -657,14 +656,15 @@ static void test_encode_rejects(void **state) {
         x.p[0].rule.gids = many;
         x.p[0].rule.n_gids = CONFIG_WIRE_IDS_MAX + 1;
         expect_encode_fails(&x.c, -EMSGSIZE);
-        /* Five principals of 65536 ids each are over the 1 MiB frame. */
+        /* Seventeen principals of 65536 ids each (4.25 MiB) are over the 4 MiB OUT of
+         * expect_encode_fails(). */
         {
-                struct config_principal ps[5], *pp[5];
-                const struct policy_rule *rules[5];
-                char names[5][8], full[5][8];
+                struct config_principal ps[17], *pp[17];
+                const struct policy_rule *rules[17];
+                char names[17][8], full[17][8];
 
                 fixture_init(&x);
-                for (int i = 0; i < 5; i++) {
+                for (int i = 0; i < 17; i++) {
                         snprintf(names[i], sizeof names[i], "P%d", i);
                         snprintf(full[i], sizeof full[i], "C.P%d", i);
                         ps[i] = (struct config_principal) {
@@ -676,7 +676,7 @@ static void test_encode_rejects(void **state) {
                 }
                 x.cred.principals = pp;
                 x.cred.rules = rules;
-                x.cred.n_principals = 5;
+                x.cred.n_principals = 17;
                 expect_encode_fails(&x.c, -EMSGSIZE);
                 x.cred.n_principals = 3; /* 768 KiB: fits */
                 {
@@ -705,10 +705,10 @@ static void payload_of(const struct config *c, uint8_t **ret, size_t *ret_n) {
 
         buf_init(&b, 4 << 20);
         assert_int_equal(config_encode(c, &b), 0);
-        *ret_n = b.len - MSG_HEADER_SIZE;
+        *ret_n = b.len;
         *ret = malloc(*ret_n + 1);
         assert_non_null(*ret);
-        memcpy(*ret, b.data + MSG_HEADER_SIZE, *ret_n);
+        memcpy(*ret, b.data, *ret_n);
         buf_done(&b);
 }
 
@@ -1060,6 +1060,137 @@ static void test_decode_counts(void **state) {
         expect_decode_fails(NULL, 0);
 }
 
+/* ---- config_send() / config_receive(): a memfd over a channel ------------------------ */
+
+/* Receives one MSG_CONFIG on SV and reads it with config_receive(): its result, *RET set. */
+static int receive_one(int sv, enum msg_channel chan, struct config **ret) {
+        uint8_t rbuf[8192];
+        struct msg_frame f;
+        struct msg_config m;
+        int r;
+
+        assert_int_equal(msg_recv(sv, chan, true, rbuf, sizeof rbuf, &f), 0);
+        assert_int_equal(f.type, MSG_CONFIG);
+        assert_true(f.fd >= 0);
+        assert_int_equal(msg_config_decode(f.payload, f.len, &m), 0);
+        r = config_receive(f.fd, &m, ret);
+        close(f.fd);
+        return r;
+}
+
+/* Sends a hand-made MSG_CONFIG of SIZE with FD attached on SV[0]. */
+static void send_raw(int sv, uint64_t size, int fd) {
+        struct buf b;
+
+        buf_init(&b, 64);
+        assert_int_equal(msg_config_encode(&(struct msg_config) { .size = size }, &b), 0);
+        assert_int_equal(msg_send(sv, &b, fd), 0);
+        buf_done(&b);
+}
+
+static void test_send_receive(void **state) {
+        struct config_principal *ps;
+        struct config_principal **pp;
+        const struct policy_rule **rules;
+        struct config *d = NULL;
+        struct fixture x;
+        struct buf enc;
+        char (*names)[16], (*full)[16];
+        int sv[2], fd, p[2];
+        const size_t n = 4000; /* principals with a long URI each: far over a datagram */
+        char uri[300];
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+
+        /* The whole config; then [agent] only: same [agent], no credential, no names. */
+        fixture_init(&x);
+        assert_int_equal(config_send(sv[0], &x.c, 0), 0);
+        assert_int_equal(receive_one(sv[1], CHAN_SUPER_FRONT, &d), 0);
+        config_eq(&x.c, d);
+        config_free(d);
+        assert_int_equal(config_send(sv[0], &x.c, CONFIG_SEND_AGENT_ONLY), 0);
+        d = NULL;
+        assert_int_equal(receive_one(sv[1], CHAN_SUPER_NET, &d), 0);
+        assert_string_equal(d->token, x.c.token);
+        assert_string_equal(d->module_dirs[0], x.c.module_dirs[0]);
+        assert_int_equal(d->n_credentials, 0);
+        assert_int_equal(d->n_users, 0);
+        assert_int_equal(d->n_groups, 0);
+        config_free(d);
+
+        /* A config of several MiB, which no datagram would carry. */
+        ps = calloc(n, sizeof *ps);
+        pp = calloc(n, sizeof *pp);
+        rules = calloc(n, sizeof *rules);
+        names = calloc(n, sizeof *names);
+        full = calloc(n, sizeof *full);
+        assert_true(ps && pp && rules && names && full);
+        memset(uri, 'u', sizeof uri - 1);
+        memcpy(uri, "pkcs11:object=", 14);
+        uri[sizeof uri - 1] = '\0';
+        fixture_init(&x);
+        for (size_t i = 0; i < n; i++) {
+                snprintf(names[i], sizeof names[i], "P%zu", i);
+                snprintf(full[i], sizeof full[i], "C.P%zu", i);
+                ps[i] = (struct config_principal) {
+                        .name = names[i], .full_name = full[i], .credential = &x.cred,
+                        .rule = { .sequence = (uint64_t) i + 1, .any_user = true },
+                        .client_id = uri, .client_secret = uri, .file = uri, .line = 1,
+                };
+                pp[i] = &ps[i];
+                rules[i] = &ps[i].rule;
+        }
+        x.cred.principals = pp;
+        x.cred.rules = rules;
+        x.cred.n_principals = n;
+        buf_init(&enc, MSG_CONFIG_SIZE_MAX);
+        assert_int_equal(config_encode(&x.c, &enc), 0);
+        assert_true(enc.len > 3 * 1024 * 1024);
+        assert_int_equal(config_send(sv[0], &x.c, 0), 0);
+        d = NULL;
+        assert_int_equal(receive_one(sv[1], CHAN_SUPER_FRONT, &d), 0);
+        config_eq(&x.c, d);
+        config_free(d);
+
+        /* Not a memfd (a pipe); a memfd that is not sealed; one sealed but with fewer or more
+         * bytes than the frame says: all malformed, nothing stored. */
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        assert_int_equal(write(p[1], enc.data, 64), 64);
+        send_raw(sv[0], 64, p[0]);
+        d = (struct config *) 0x1;
+        assert_int_equal(receive_one(sv[1], CHAN_SUPER_FRONT, &d), -EBADMSG);
+        assert_ptr_equal(d, (struct config *) 0x1);
+        close(p[0]);
+        close(p[1]);
+
+        fd = memfd_create("test", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, enc.data, enc.len), (ssize_t) enc.len);
+        send_raw(sv[0], enc.len, fd);
+        assert_int_equal(receive_one(sv[1], CHAN_SUPER_FRONT, &d), -EBADMSG); /* unsealed: could change */
+        assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE), 0);
+        send_raw(sv[0], enc.len - 1, fd);
+        assert_int_equal(receive_one(sv[1], CHAN_SUPER_FRONT, &d), -EBADMSG); /* more than it said */
+        send_raw(sv[0], enc.len + 1, fd);
+        assert_int_equal(receive_one(sv[1], CHAN_SUPER_FRONT, &d), -EBADMSG); /* fewer */
+        send_raw(sv[0], enc.len, fd);
+        assert_int_equal(receive_one(sv[1], CHAN_SUPER_FRONT, &d), 0); /* exactly: fine */
+        config_eq(&x.c, d);
+        config_free(d);
+        close(fd);
+
+        /* The peer gone: the error comes back. */
+        close(sv[1]);
+        assert_int_equal(config_send(sv[0], &x.c, 0), -EPIPE);
+        close(sv[0]);
+        buf_done(&enc);
+        free(ps);
+        free(pp);
+        free(rules);
+        free(names);
+        free(full);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_loaded_config, setup, teardown),
@@ -1068,6 +1199,7 @@ int main(void) {
                 cmocka_unit_test(test_decode_truncated_and_trailing),
                 cmocka_unit_test(test_decode_rejects),
                 cmocka_unit_test(test_decode_counts),
+                cmocka_unit_test(test_send_receive),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

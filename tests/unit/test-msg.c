@@ -33,11 +33,11 @@ static const struct allowed table[] = {
         { CHAN_FRONT_HSM, false, { MSG_HELLO }, 8192 },
         { CHAN_NET_HSM, true, { MSG_HELLO, MSG_SECRET_REQUEST, MSG_SIGN_REQUEST }, 16384 },
         { CHAN_NET_HSM, false, { MSG_HELLO, MSG_SECRET, MSG_SIGNATURE }, 16384 },
-        { CHAN_SUPER_FRONT, true, { MSG_HELLO, MSG_CHANNEL, MSG_CONFIG }, 1048576 },
-        { CHAN_SUPER_FRONT, false, { MSG_HELLO, MSG_CONFIG_DONE }, 1048576 },
-        { CHAN_SUPER_NET, true, { MSG_HELLO, MSG_CHANNEL }, 8192 },
+        { CHAN_SUPER_FRONT, true, { MSG_HELLO, MSG_CHANNEL, MSG_CONFIG }, 8192 },
+        { CHAN_SUPER_FRONT, false, { MSG_HELLO, MSG_CONFIG_DONE }, 8192 },
+        { CHAN_SUPER_NET, true, { MSG_HELLO, MSG_CHANNEL, MSG_CONFIG }, 8192 },
         { CHAN_SUPER_NET, false, { MSG_HELLO }, 8192 },
-        { CHAN_SUPER_HSM, true, { MSG_HELLO, MSG_CHANNEL }, 8192 },
+        { CHAN_SUPER_HSM, true, { MSG_HELLO, MSG_CHANNEL, MSG_CONFIG }, 8192 },
         { CHAN_SUPER_HSM, false, { MSG_HELLO }, 8192 },
 };
 
@@ -331,6 +331,7 @@ static void check_fetch_done_roundtrip(const struct msg_fetch_done *m) {
         STR_EQ(idp_error);
         STR_EQ(description);
 #undef STR_EQ
+        assert_string_equal(d.fingerprint, m->fingerprint);
         msg_fetch_done_clear(&d);
         assert_null(d.access_token);
         assert_null(d.description);
@@ -342,11 +343,11 @@ static void test_roundtrip_fetch_done(void **state) {
 
         check_fetch_done_roundtrip(&(struct msg_fetch_done) {
                 .fetch_id = 7, .error = API_OK, .http_status = 200, .expires_in = 3600,
-                .access_token = (char *) "eyJhbGciOi.x.y", .scope = (char *) "billing:read",
+                .access_token = (char *) "eyJhbGciOi.x.y", .scope = (char *) "billing:read", .fingerprint = "5eed0123",
         });
         check_fetch_done_roundtrip(&(struct msg_fetch_done) {
                 .fetch_id = UINT64_MAX, .error = API_OK, .http_status = UINT32_MAX, .expires_in = UINT32_MAX,
-                .access_token = token, .scope = scope, .idp_error = text, .description = text,
+                .access_token = token, .scope = scope, .idp_error = text, .description = text, .fingerprint = "abcdef98",
         });
         check_fetch_done_roundtrip(&(struct msg_fetch_done) {
                 .fetch_id = 8, .error = API_IDP_ERROR, .http_status = 400,
@@ -543,7 +544,9 @@ static void test_roundtrip_secret(void **state) {
 
 static void test_roundtrip_channel_and_config_done(void **state) {
         char *reason = repeat('r', MSG_REASON_MAX);
+        static const uint8_t config_big_endian[] = { 0, 0, 0, 0, 0x04, 0, 0, 0 }; /* 64 MiB */
         struct msg_config_done cd;
+        struct msg_config mc;
         const uint8_t *p;
         struct buf b;
         size_t n;
@@ -559,6 +562,34 @@ static void test_roundtrip_channel_and_config_done(void **state) {
                 assert_int_equal(d.channel, c);
                 buf_done(&b);
         }
+
+        /* CONFIG: a size of 1 … MSG_CONFIG_SIZE_MAX, big-endian u64; 0 or more is refused. */
+        buf_init(&b, 64);
+        for (uint64_t size = 1; size <= MSG_CONFIG_SIZE_MAX; size = size == 1 ? MSG_CONFIG_SIZE_MAX : size + 1) {
+                mc = (struct msg_config) { .size = 7 };
+                assert_int_equal(msg_config_encode(&(struct msg_config) { .size = size }, &b), 0);
+                frame_split(&b, MSG_CONFIG, &p, &n);
+                assert_int_equal(n, 8);
+                assert_int_equal(msg_config_decode(p, n, &mc), 0);
+                assert_int_equal(mc.size, size);
+                if (size == MSG_CONFIG_SIZE_MAX)
+                        assert_memory_equal(p, config_big_endian, 8);
+                buf_reset(&b);
+        }
+        assert_int_equal(msg_config_encode(&(struct msg_config) { .size = 0 }, &b), -EINVAL);
+        assert_int_equal(msg_config_encode(&(struct msg_config) { .size = MSG_CONFIG_SIZE_MAX + 1ULL }, &b), -EINVAL);
+        assert_int_equal(b.len, 0);
+        {
+                static const uint8_t zero[8] = { 0 }, over[8] = { 0, 0, 0, 0, 0x04, 0, 0, 1 },
+                                     trailing[9] = { 0, 0, 0, 0, 0, 0, 0, 1, 0 };
+                mc = (struct msg_config) { .size = 7 };
+                assert_int_equal(msg_config_decode(zero, sizeof zero, &mc), -EBADMSG);
+                assert_int_equal(mc.size, 0);
+                assert_int_equal(msg_config_decode(over, sizeof over, &mc), -EBADMSG);
+                assert_int_equal(msg_config_decode(trailing, sizeof trailing, &mc), -EBADMSG);
+                assert_int_equal(msg_config_decode(trailing, 7, &mc), -EBADMSG);
+        }
+        buf_done(&b);
 
         buf_init(&b, msg_channel_max(CHAN_SUPER_FRONT));
         assert_int_equal(msg_config_done_encode(&(struct msg_config_done) { .status = 0 }, &b), 0);
@@ -858,6 +889,21 @@ static void put_fetch_done_retry(struct buf *b, uint8_t error, const char *token
         OK(buf_put_str(b, idp_error));
         OK(buf_put_str(b, description));
         OK(buf_put_u32(b, retry_after));
+        OK(buf_put_str(b, error == API_OK && token ? "0123abcd" : NULL));
+}
+
+/* A FETCH_DONE with a token and fingerprint FP (NULL: none). */
+static void put_fetch_done_fp(struct buf *b, uint8_t error, const char *fp) {
+        buf_init(b, 1 << 20);
+        OK(buf_put_u64(b, 1));
+        OK(buf_put_u8(b, error));
+        OK(buf_put_u32(b, 200));
+        OK(buf_put_u32(b, 60));
+        OK(buf_put_str(b, error == API_OK ? "tok" : NULL));
+        for (int i = 0; i < 3; i++)
+                OK(buf_put_str(b, NULL));
+        OK(buf_put_u32(b, 0));
+        OK(buf_put_str(b, fp));
 }
 
 static void put_fetch_done(struct buf *b, uint8_t error, const char *token, const char *scope, const char *idp_error,
@@ -905,6 +951,23 @@ static void test_reject_fetch_done(void **state) {
         reject_buf("fetch_done", &b);
         put_fetch_done_retry(&b, API_OK, "tok", NULL, NULL, NULL, 1);
         reject_buf("fetch_done", &b);
+        /* The fingerprint: exactly 8 lower-case hex digits with a token, none without. */
+        put_fetch_done_fp(&b, API_OK, "ffff0000");
+        valid_buf("fetch_done", &b);
+        put_fetch_done_fp(&b, API_OK, NULL);
+        reject_buf("fetch_done", &b);
+        put_fetch_done_fp(&b, API_OK, "");
+        reject_buf("fetch_done", &b);
+        put_fetch_done_fp(&b, API_OK, "0123abc");
+        reject_buf("fetch_done", &b);
+        put_fetch_done_fp(&b, API_OK, "0123abcde");
+        reject_buf("fetch_done", &b);
+        put_fetch_done_fp(&b, API_OK, "0123ABCD");
+        reject_buf("fetch_done", &b);
+        put_fetch_done_fp(&b, API_OK, "0123abcg");
+        reject_buf("fetch_done", &b);
+        put_fetch_done_fp(&b, API_IDP_ERROR, "0123abcd");
+        reject_buf("fetch_done", &b);
         /* The old layout, without retry_after, is short. */
         buf_init(&b, 1 << 20);
         OK(buf_put_u64(&b, 1));
@@ -924,6 +987,7 @@ static void test_reject_fetch_done(void **state) {
         for (int i = 0; i < 3; i++)
                 OK(buf_put_str(&b, NULL));
         OK(buf_put_u32(&b, 0));
+        OK(buf_put_str(&b, "0123abcd"));
         reject_buf("fetch_done", &b);
         free(token);
         free(scope);
@@ -1196,14 +1260,20 @@ static void test_encode_rejects(void **state) {
                 .error = API_IDP_ERROR, .access_token = (char *) "t" }, &out), -EINVAL);
         expect_encode_fails(&out, msg_fetch_done_encode(&(struct msg_fetch_done) { .error = _API_ERROR_MAX }, &out),
                             -EINVAL);
-        expect_encode_fails(&out, msg_fetch_done_encode(&(struct msg_fetch_done) { .access_token = long_token }, &out),
+        expect_encode_fails(&out, msg_fetch_done_encode(&(struct msg_fetch_done) { .access_token = long_token, .fingerprint = "0123abcd" }, &out),
                             -EMSGSIZE);
         expect_encode_fails(&out, msg_fetch_done_encode(&(struct msg_fetch_done) {
                 .error = API_IDP_ERROR, .description = long_text }, &out), -EMSGSIZE);
         expect_encode_fails(&out, msg_fetch_done_encode(&(struct msg_fetch_done) {
                 .error = API_IDP_ERROR, .retry_after = MSG_RETRY_AFTER_MAX + 1 }, &out), -EINVAL);
         expect_encode_fails(&out, msg_fetch_done_encode(&(struct msg_fetch_done) {
-                .access_token = (char *) "t", .retry_after = 1 }, &out), -EINVAL);
+                .access_token = (char *) "t", .retry_after = 1, .fingerprint = "0123abcd" }, &out), -EINVAL);
+        expect_encode_fails(&out, msg_fetch_done_encode(&(struct msg_fetch_done) { .access_token = (char *) "t" }, &out),
+                            -EINVAL);
+        expect_encode_fails(&out, msg_fetch_done_encode(&(struct msg_fetch_done) {
+                .access_token = (char *) "t", .fingerprint = "0123abc" }, &out), -EINVAL);
+        expect_encode_fails(&out, msg_fetch_done_encode(&(struct msg_fetch_done) {
+                .error = API_IDP_ERROR, .fingerprint = "0123abcd" }, &out), -EINVAL);
 
         expect_encode_fails(&out, msg_grant_encode(&(struct msg_grant) {}, &out), -EINVAL);
         expect_encode_fails(&out, msg_grant_encode(&(struct msg_grant) { .client_secret_uri = long_id }, &out), -EMSGSIZE);
@@ -1258,17 +1328,17 @@ static void test_frame_begin_end(void **state) {
         assert_int_equal(msg_frame_end(&out, start, -ENOMEM), -ENOMEM);
         assert_int_equal(out.len, 8);
 
-        /* Over the type's largest channel: 1 MiB for CONFIG, 8 KiB for GRANT, exactly. */
-        big = calloc(1, 1 << 20);
+        /* Over the type's largest channel: 64 KiB for FETCH, 8 KiB for GRANT, exactly. */
+        big = calloc(1, 1 << 16);
         assert_non_null(big);
-        assert_int_equal(msg_frame_begin(&out, MSG_CONFIG, &start), 0);
-        assert_int_equal(buf_put(&out, big, (1 << 20) - MSG_HEADER_SIZE), 0);
+        assert_int_equal(msg_frame_begin(&out, MSG_FETCH, &start), 0);
+        assert_int_equal(buf_put(&out, big, (1 << 16) - MSG_HEADER_SIZE), 0);
         assert_int_equal(msg_frame_end(&out, start, 0), 0);
-        assert_int_equal(out.len, 8 + (1 << 20));
-        assert_int_equal(msg_frame_begin(&out, MSG_CONFIG, &start), 0);
-        assert_int_equal(buf_put(&out, big, (1 << 20) - MSG_HEADER_SIZE + 1), 0);
+        assert_int_equal(out.len, 8 + (1 << 16));
+        assert_int_equal(msg_frame_begin(&out, MSG_FETCH, &start), 0);
+        assert_int_equal(buf_put(&out, big, (1 << 16) - MSG_HEADER_SIZE + 1), 0);
         assert_int_equal(msg_frame_end(&out, start, 0), -EMSGSIZE);
-        assert_int_equal(out.len, 8 + (1 << 20));
+        assert_int_equal(out.len, 8 + (1 << 16));
         buf_reset(&out);
         assert_int_equal(msg_frame_begin(&out, MSG_GRANT, &start), 0);
         assert_int_equal(buf_put(&out, big, 8192 - MSG_HEADER_SIZE), 0);
@@ -1527,6 +1597,7 @@ static void test_recv_rejects(void **state) {
         uint8_t *big = calloc(1, 70000);
         uint8_t hello[] = { 0, 0, 0, 5, MSG_HELLO, 0, 0, 0, 1, ROLE_NET };
         uint8_t channel[] = { 0, 0, 0, 1, MSG_CHANNEL, CHAN_FRONT_HSM };
+        uint8_t config[] = { 0, 0, 0, 8, MSG_CONFIG, 0, 0, 0, 0, 0, 0, 0, 1 };
 
         assert_non_null(big);
         /* A datagram larger than the receive buffer: truncated, so -EMSGSIZE (fd or not). */
@@ -1545,6 +1616,9 @@ static void test_recv_rejects(void **state) {
         /* An fd on a frame that carries none; a CHANNEL without its fd. */
         expect_recv_fails(CHAN_FRONT_NET, true, hello, sizeof hello, true, 8192, -EPROTO);
         expect_recv_fails(CHAN_SUPER_NET, true, channel, sizeof channel, false, 8192, -EPROTO);
+        /* A CONFIG without its memfd; a CONFIG the child may not send. */
+        expect_recv_fails(CHAN_SUPER_NET, true, config, sizeof config, false, 8192, -EPROTO);
+        expect_recv_fails(CHAN_SUPER_HSM, false, config, sizeof config, true, 8192, -EPROTO);
         /* Malformed headers, raw. */
         expect_recv_fails(CHAN_FRONT_NET, true, "\0\0\0", 3, false, 8192, -EBADMSG);
         expect_recv_fails(CHAN_FRONT_NET, true, "\0\0\0\x09\x01", 5, true, 8192, -EBADMSG);
@@ -1629,7 +1703,8 @@ static void test_exchange(void **state) {
 
         buf_init(&b, msg_channel_max(CHAN_FRONT_NET));
         assert_int_equal(msg_fetch_done_encode(&(struct msg_fetch_done) {
-                .fetch_id = fd.fetch_id, .http_status = 200, .expires_in = 60, .access_token = (char *) "tok" }, &b), 0);
+                .fetch_id = fd.fetch_id, .http_status = 200, .expires_in = 60, .access_token = (char *) "tok",
+                .fingerprint = "0123abcd" }, &b), 0);
         msg_fetch_clear(&fd);
         assert_int_equal(msg_send(sv[1], &b, -1), 0);
         buf_done(&b);

@@ -101,7 +101,8 @@ static void run_child(const char *process, const struct sandbox_policy *p, child
         assert_true(pid >= 0);
         if (pid == 0) {
                 dup2(errfd, STDERR_FILENO);
-                sandbox_warm_up();
+                sandbox_warm_up_openssl();
+                sandbox_warm_up(SANDBOX_WARM_RESOLVER);
                 if (p && sandbox_apply(process, p) < 0)
                         _exit(CHILD_APPLY_FAILED);
                 _exit(fn(arg));
@@ -890,7 +891,8 @@ static void check_threads_confined(const char *process, const struct sandbox_pol
                 for (int i = 0; i < N_THREADS; i++)
                         if (pthread_create(&t[i], NULL, thread_block, &go[0]) != 0)
                                 _exit(CHILD_CHECK_FAILED);
-                sandbox_warm_up();
+                sandbox_warm_up_openssl();
+                sandbox_warm_up(SANDBOX_WARM_RESOLVER);
                 if (sandbox_apply(process, p) < 0)
                         _exit(CHILD_APPLY_FAILED);
                 if (write(ready[1], "R", 1) != 1)
@@ -1100,7 +1102,8 @@ static void check_hook(const char *process, const struct sandbox_policy *p, cons
         if (pid == 0) {
                 dup2(errfd, STDERR_FILENO);
                 close(ready[0]);
-                sandbox_warm_up();
+                sandbox_warm_up_openssl();
+                sandbox_warm_up(SANDBOX_WARM_RESOLVER);
                 sigset_t usr2, none;
                 if (sandbox_apply(process, p) < 0 || sandbox_test_hook_install(process) < 0)
                         _exit(CHILD_APPLY_FAILED);

@@ -62,6 +62,8 @@ static void complete_ok(struct tokcache *c, struct tokcache_entry *e, const char
                 .scope = (char *) "read",
                 .expires_at = now + lifetime_ms,
         };
+        /* As the front passes it on from net's FETCH_DONE. */
+        log_fingerprint(token, strlen(token), a.fingerprint);
         tokcache_complete(c, e, &a, now);
 }
 
