@@ -2,8 +2,6 @@
 /* credctl: the command-line client of credagent. */
 #include <errno.h>
 #include <getopt.h>
-#include <grp.h>
-#include <pwd.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,12 +9,9 @@
 #include <unistd.h>
 
 #include "build-config.h"
-#include "ipc/client.h"
+#include "agent/credctl-client.h"
 #include "policy/names.h"
 #include "secmem.h"
-
-/* How long credctl waits for the agent: longer than the longest token request timeout. */
-#define CREDCTL_TIMEOUT 330
 
 static const char *socket_arg;
 static const char *config_arg;
@@ -42,41 +37,6 @@ static void usage(FILE *f) {
               "  -f, --config CONFIG    configuration (secret and key commands only; they use the token directly)\n"
               "  -h, --help             this text\n",
               f);
-}
-
-/* Sends the request and prints an error for a failed exchange.  Returns 0, or 1. */
-static int call(const char *method, const char *path, const char *body, struct client_response *ret) {
-        _cleanup_free_ char *sock = client_socket_path(socket_arg);
-        int r;
-
-        if (!sock) {
-                fprintf(stderr, "credctl: out of memory\n");
-                return 1;
-        }
-        r = client_request(sock, method, path, body, CREDCTL_TIMEOUT, ret);
-        if (r < 0) {
-                const char *hint = r == -ENOENT || r == -ECONNREFUSED ? " (is credagent running? set CREDAGENT_SOCK)" : "";
-                fprintf(stderr, "credctl: cannot talk to the agent on %s: %s%s\n", sock, strerror(-r), hint);
-                return 1;
-        }
-        return 0;
-}
-
-/* Prints the agent's §5.2-style error answer.  Returns 1. */
-static int print_error_answer(const struct client_response *resp) {
-        struct json_object *o = json_tokener_parse(resp->body), *v;
-        const char *error = "error", *desc = NULL, *idp = NULL;
-
-        if (o && json_object_object_get_ex(o, "error", &v))
-                error = json_object_get_string(v);
-        if (o && json_object_object_get_ex(o, "error_description", &v))
-                desc = json_object_get_string(v);
-        if (o && json_object_object_get_ex(o, "idp_error", &v))
-                idp = json_object_get_string(v);
-        fprintf(stderr, "credctl: %s (HTTP %ld)%s%s%s%s%s\n", error, resp->status, desc ? ": " : "", desc ? desc : "",
-                idp ? " [IdP said: " : "", idp ? idp : "", idp ? "]" : "");
-        json_object_put(o);
-        return 1;
 }
 
 static int check_credential_name(const char *name) {
@@ -162,9 +122,9 @@ static int cmd_token(int argc, char **argv) {
         if (check_credential_name(argv[optind]) < 0)
                 return 2;
         snprintf(path, sizeof path, "/v1/token/%s%s%s", argv[optind], min_ttl ? "?min_ttl=" : "", min_ttl ? min_ttl : "");
-        if (call("GET", path, NULL, &resp))
+        if (credctl_call(socket_arg, "GET", path, NULL, &resp))
                 return 1;
-        r = resp.status == 200 ? print_token(&resp, fmt) : print_error_answer(&resp);
+        r = resp.status == 200 ? print_token(&resp, fmt) : credctl_print_error_answer(&resp);
         client_response_clear(&resp);
         return r;
 }
@@ -207,53 +167,19 @@ static int cmd_refresh(int argc, char **argv) {
                 return 2;
         snprintf(path, sizeof path, "/v1/token/%s/refresh", argv[optind]);
         snprintf(body, sizeof body, "{\"status\":%ld}", status);
-        if (call("POST", path, body, &resp))
+        if (credctl_call(socket_arg, "POST", path, body, &resp))
                 return 1;
-        r = resp.status == 200 ? print_token(&resp, fmt) : print_error_answer(&resp);
+        r = resp.status == 200 ? print_token(&resp, fmt) : credctl_print_error_answer(&resp);
         client_response_clear(&resp);
         return r;
 }
 
-static int cmd_whoami(int argc, char **argv) {
-        struct client_response resp = {};
-        int r = 0;
-
-        if (argc != 1) {
-                fprintf(stderr, "credctl: usage: credctl whoami\n");
-                return 2;
-        }
-        if (call("GET", "/v1/whoami", NULL, &resp))
-                return 1;
-        if (resp.status != 200)
-                r = print_error_answer(&resp);
-        else {
-                struct json_object *o = json_tokener_parse(resp.body), *v;
-                if (!o) {
-                        fprintf(stderr, "credctl: the agent's answer is not JSON\n");
-                        r = 1;
-                } else {
-                        /* The agent answers numbers; names are looked up here, as the caller. */
-                        if (json_object_object_get_ex(o, "uid", &v)) {
-                                struct passwd *pw = getpwuid((uid_t) json_object_get_int64(v));
-                                json_object_object_add(o, "user", pw ? json_object_new_string(pw->pw_name) : NULL);
-                        }
-                        if (json_object_object_get_ex(o, "gid", &v)) {
-                                struct group *gr = getgrgid((gid_t) json_object_get_int64(v));
-                                json_object_object_add(o, "group", gr ? json_object_new_string(gr->gr_name) : NULL);
-                        }
-                }
-                if (o)
-                        printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-                json_object_put(o);
-        }
-        client_response_clear(&resp);
-        return r;
-}
-
-/* secret and key talk to the token with the config's module and PIN: they live in
- * credctl-admin, so that the token path of credctl links neither p11-kit nor OpenSSL nor
- * libcurl and starts about as fast as a bare process.  credctl-admin is looked for beside
- * this program first (a build tree), then in CREDAGENT_LIBEXECDIR. */
+/* secret and key talk to the token with the config's module and PIN, and whoami looks up
+ * names through NSS: they live in credctl-admin, a dynamically linked program, so that
+ * credctl's token path links neither p11-kit nor OpenSSL nor libcurl, can be linked
+ * statically (NSS modules would tie a static credctl to the glibc it was built with), and
+ * starts about as fast as a bare process.  credctl-admin is looked for beside this program
+ * first (a build tree), then in CREDAGENT_LIBEXECDIR. */
 static int exec_admin(char **argv) {
         char self[4096], path[4200];
         ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -303,9 +229,7 @@ int main(int argc, char **argv) {
                 return cmd_token(argc, argv);
         if (strcmp(argv[0], "refresh") == 0)
                 return cmd_refresh(argc, argv);
-        if (strcmp(argv[0], "whoami") == 0)
-                return cmd_whoami(argc, argv);
-        if (strcmp(argv[0], "secret") == 0 || strcmp(argv[0], "key") == 0)
+        if (strcmp(argv[0], "whoami") == 0 || strcmp(argv[0], "secret") == 0 || strcmp(argv[0], "key") == 0)
                 return exec_admin(full_argv);
         fprintf(stderr, "credctl: unknown command \"%s\"\n", argv[0]);
         usage(stderr);

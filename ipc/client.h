@@ -4,7 +4,8 @@
 #include <stddef.h>
 
 /* The client side of the socket API (ipc/PROTOCOL.md), for credctl and C programs:
- * one HTTP/1.1 request over the agent's Unix socket, made with libcurl. */
+ * one HTTP/1.1 request over the agent's Unix socket, written and parsed here with libc only (no
+ * HTTP or TLS library), so that a program linking it starts fast. */
 
 /* Largest answer read, in bytes. */
 #define CLIENT_RESPONSE_MAX (256 * 1024)
