@@ -3,13 +3,19 @@
  * the loader (agent/config.c, which needs inih, libcurl and p11-kit to check what it reads),
  * so that the processes that only receive a config (agent/config-wire.h) link none of those. */
 #include <errno.h>
+#include <pwd.h>
+#include <unistd.h>
+#include <stdalign.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent/config-internal.h"
 #include "agent/config.h"
+#include "build-config.h"
+#include "ipc/client.h"
 #include "hsm/hsm.h"
 #include "log.h"
 #include "macro.h"
@@ -218,9 +224,55 @@ int config_scope_expand(const struct config *c, const struct config_principal *p
         return r;
 }
 
+void *config_arena_alloc(struct config_arena **head, size_t n) {
+        struct config_arena *a = *head;
+        size_t need = (n + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1);
+
+        if (need < n)
+                return NULL;
+        if (!a || a->size - a->used < need) {
+                size_t size = need > CONFIG_ARENA_BLOCK / 4 ? need : CONFIG_ARENA_BLOCK;
+
+                if (size > SIZE_MAX - sizeof *a)
+                        return NULL;
+                a = malloc(sizeof *a + size);
+                if (!a)
+                        return NULL;
+                a->used = 0;
+                a->size = size;
+                if (need > CONFIG_ARENA_BLOCK / 4 && *head) {
+                        /* A big one of its own: keep filling the current block. */
+                        a->next = (*head)->next;
+                        (*head)->next = a;
+                } else {
+                        a->next = *head;
+                        *head = a;
+                }
+        }
+        void *p = (char *) a->data + a->used;
+        a->used += need;
+        return memset(p, 0, n);
+}
+
+void config_arena_free(struct config_arena *head) {
+        for (struct config_arena *next; head; head = next) {
+                next = head->next;
+                free(head);
+        }
+}
+
 struct config *config_free(struct config *c) {
         if (!c)
                 return NULL;
+        if (c->arena) {
+                /* Everything but the compiled formulas is in the arena. */
+                for (size_t i = 0; i < c->n_credentials; i++)
+                        if (c->credentials[i])
+                                formula_free(c->credentials[i]->scope_formula);
+                config_arena_free(c->arena);
+                free(c);
+                return NULL;
+        }
         for (size_t i = 0; i < c->n_credentials; i++)
                 config_credential_free(c->credentials[i]);
         free(c->credentials);
@@ -264,4 +316,60 @@ const struct config_principal *config_find_principal(const struct config *c, con
                         if (strcmp(c->credentials[i]->principals[j]->full_name, full_name) == 0)
                                 return c->credentials[i]->principals[j];
         return NULL;
+}
+
+static char *home_dir(void) {
+        const char *home = secure_getenv("HOME");
+        long size;
+
+        if (home && home[0] == '/')
+                return strdup(home);
+
+        size = sysconf(_SC_GETPW_R_SIZE_MAX);
+        if (size <= 0)
+                size = 4096;
+        for (;;) {
+                _cleanup_free_ char *buf = malloc((size_t) size);
+                struct passwd pw, *res = NULL;
+                int r;
+
+                if (!buf)
+                        return NULL;
+                r = getpwuid_r(geteuid(), &pw, buf, (size_t) size, &res);
+                if (r == ERANGE && size < (1L << 24)) {
+                        size *= 2;
+                        continue;
+                }
+                if (r != 0 || !res || !pw.pw_dir || pw.pw_dir[0] != '/') {
+                        errno = ENOENT;
+                        return NULL;
+                }
+                return strdup(pw.pw_dir);
+        }
+}
+
+char *config_default_path(void) {
+        _cleanup_free_ char *home = NULL;
+        const char *xdg;
+        char *p;
+
+        if (geteuid() == 0)
+                return strdup(CREDAGENT_SYSCONFDIR "/credagent.conf");
+
+        xdg = secure_getenv("XDG_CONFIG_HOME");
+        if (xdg && xdg[0] == '/')
+                return asprintf(&p, "%s/credagent/credagent.conf", xdg) < 0 ? NULL : p;
+
+        home = home_dir();
+        if (home)
+                return asprintf(&p, "%s/.config/credagent/credagent.conf", home) < 0 ? NULL : p;
+        if (errno == ENOMEM)
+                return NULL;
+
+        /* No home at all: the system file is the only sensible guess. */
+        return strdup(CREDAGENT_SYSCONFDIR "/credagent.conf");
+}
+
+char *config_default_socket(void) {
+        return client_default_socket();
 }

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: ISC */
 #include <errno.h>
+#include <search.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "agent/config-internal.h"
 #include "agent/config-wire.h"
 #include "ipc/msg.h"
 #include "macro.h"
@@ -274,8 +277,88 @@ int config_encode(const struct config *c, struct buf *out) {
 
 /* ---- Decoding ---------------------------------------------------------------------- */
 
+/* The decoder's state: its input, and the config's arena (agent/config-internal.h) with the
+ * strings stored there so far (a tsearch() tree), so that a string that repeats is stored
+ * once.  Every decoding function gets &dec->b and finds the rest with dec_of(). */
+struct dec {
+        struct buf b;
+        struct config_arena **arena;
+        void *strings;
+};
+
+static struct dec *dec_of(struct buf *b) {
+        return (struct dec *) ((char *) b - offsetof(struct dec, b));
+}
+
+/* N zeroed bytes from the config's arena, or NULL (ENOMEM). */
+static void *dec_alloc(struct buf *b, size_t n) {
+        return config_arena_alloc(dec_of(b)->arena, n);
+}
+
+static void *dec_calloc(struct buf *b, size_t n, size_t size) {
+        if (size && n > SIZE_MAX / size)
+                return NULL;
+        return dec_alloc(b, n * size);
+}
+
+static int strcmp_void(const void *a, const void *b) {
+        return strcmp(a, b);
+}
+
+static void free_nothing(void *p) {
+        (void) p;
+}
+
+/* A string of at most MAX bytes (buf_get_str()'s encoding; NULL stays NULL), stored in the
+ * arena once per distinct value. */
+static int get_str_max(struct buf *b, size_t max, char **ret) {
+        struct dec *d = dec_of(b);
+        size_t save = b->off, len;
+        const uint8_t *p;
+        uint32_t n;
+        char *s, tmp[512], **found;
+        int r;
+
+        r = buf_get_u32(b, &n);
+        if (r < 0)
+                return r;
+        if (n == UINT32_MAX) { /* NULL */
+                *ret = NULL;
+                return 0;
+        }
+        b->off = save;
+        r = buf_get_bytes(b, max, &p, &len);
+        if (r < 0)
+                return r;
+        if (memchr(p, '\0', len)) {
+                b->off = save;
+                return -EBADMSG;
+        }
+        /* Seen before?  Look it up as a C string (a short one on the stack). */
+        if (len < sizeof tmp) {
+                memcpy(tmp, p, len);
+                tmp[len] = '\0';
+                found = tfind(tmp, &d->strings, strcmp_void);
+                if (found) {
+                        *ret = *found;
+                        return 0;
+                }
+        }
+        s = dec_alloc(b, len + 1);
+        if (!s) {
+                b->off = save;
+                return -ENOMEM;
+        }
+        memcpy(s, p, len);
+        s[len] = '\0';
+        if (len < sizeof tmp)
+                (void) tsearch(s, &d->strings, strcmp_void); /* NULL (ENOMEM): just not shared */
+        *ret = s;
+        return 0;
+}
+
 static int get_str(struct buf *b, char **ret) {
-        return buf_get_str(b, CONFIG_WIRE_STRING_MAX, ret);
+        return get_str_max(b, CONFIG_WIRE_STRING_MAX, ret);
 }
 
 static int get_str_required(struct buf *b, char **ret) {
@@ -316,7 +399,7 @@ static int get_count(struct buf *b, size_t max, size_t item_size, size_t *ret) {
 }
 
 static int get_ids(struct buf *b, uint32_t **ret, size_t *ret_n) {
-        _cleanup_free_ uint32_t *ids = NULL;
+        uint32_t *ids = NULL;
         size_t n;
         int r;
 
@@ -324,7 +407,7 @@ static int get_ids(struct buf *b, uint32_t **ret, size_t *ret_n) {
         if (r < 0)
                 return r;
         if (n > 0) {
-                ids = calloc(n, sizeof *ids);
+                ids = dec_calloc(b, n, sizeof *ids);
                 if (!ids)
                         return -ENOMEM;
         }
@@ -333,7 +416,7 @@ static int get_ids(struct buf *b, uint32_t **ret, size_t *ret_n) {
                 if (r < 0)
                         return r;
         }
-        *ret = TAKE_PTR(ids);
+        *ret = ids;
         *ret_n = n;
         return 0;
 }
@@ -343,7 +426,7 @@ static int get_ids(struct buf *b, uint32_t **ret, size_t *ret_n) {
 #define PRINCIPAL_MIN (2 * STR_MIN + 8 + 1 + 4 + 4 + 5 * STR_MIN + 1 + 4)
 #define CREDENTIAL_MIN (2 * STR_MIN + STR_MIN + 1 + STR_MIN + 4 + 1 + 4 * 4 + STR_MIN + 4 + STR_MIN + 4 + 4)
 
-/* Fills P (zeroed, owned by the credential being built: freed by config_free()). */
+/* Fills P (zeroed, in the config's arena: freed by config_free()). */
 static int decode_principal(struct buf *b, struct config_principal *p) {
         int r;
 
@@ -409,7 +492,7 @@ static int decode_credential(struct buf *b, struct config_credential *cred) {
         if (r < 0)
                 return r;
         if (n > 0) {
-                cred->refresh_status = calloc(n, sizeof *cred->refresh_status);
+                cred->refresh_status = dec_calloc(b, n, sizeof *cred->refresh_status);
                 if (!cred->refresh_status)
                         return -ENOMEM;
         }
@@ -457,13 +540,13 @@ static int decode_credential(struct buf *b, struct config_credential *cred) {
         if (r < 0)
                 return r;
         if (n > 0) {
-                cred->principals = calloc(n, sizeof *cred->principals);
-                cred->rules = calloc(n, sizeof *cred->rules);
+                cred->principals = dec_calloc(b, n, sizeof *cred->principals);
+                cred->rules = dec_calloc(b, n, sizeof *cred->rules);
                 if (!cred->principals || !cred->rules)
                         return -ENOMEM;
         }
         for (size_t i = 0; i < n; i++) {
-                struct config_principal *p = calloc(1, sizeof *p);
+                struct config_principal *p = dec_alloc(b, sizeof *p);
 
                 if (!p)
                         return -ENOMEM;
@@ -486,7 +569,7 @@ static int decode_names(struct buf *b, struct config_name **ret, size_t *ret_n, 
         if (r < 0)
                 return r;
         if (n > 0) {
-                *ret = calloc(n, sizeof **ret);
+                *ret = dec_calloc(b, n, sizeof **ret);
                 if (!*ret)
                         return -ENOMEM;
         }
@@ -497,7 +580,7 @@ static int decode_names(struct buf *b, struct config_name **ret, size_t *ret_n, 
                 r = buf_get_u32(b, &e->id);
                 if (r < 0)
                         return r;
-                r = buf_get_str(b, CONFIG_NAME_LEN_MAX, &e->name);
+                r = get_str_max(b, CONFIG_NAME_LEN_MAX, &e->name);
                 if (r < 0)
                         return r;
                 (*ret_n)++;
@@ -507,9 +590,9 @@ static int decode_names(struct buf *b, struct config_name **ret, size_t *ret_n, 
         return names_check(*ret, *ret_n, bytes) < 0 ? -EBADMSG : 0;
 }
 
-static int decode_payload(struct buf *b, struct config *c) {
+/* Decodes the [agent] part and the credential count that follows it into C / *RET_N. */
+static int decode_agent(struct buf *b, struct config *c, size_t *ret_n) {
         uint32_t n_dirs;
-        size_t n, bytes = 0;
         int r;
 
         r = get_str(b, &c->path);
@@ -528,7 +611,7 @@ static int decode_payload(struct buf *b, struct config *c) {
         if (n_dirs != LIST_NULL) {
                 if (n_dirs > CONFIG_WIRE_MODULE_DIRS_MAX || n_dirs > buf_remaining(b) / STR_MIN)
                         return -EBADMSG;
-                c->module_dirs = calloc(n_dirs + 1, sizeof *c->module_dirs);
+                c->module_dirs = dec_calloc(b, n_dirs + 1, sizeof *c->module_dirs);
                 if (!c->module_dirs)
                         return -ENOMEM;
                 /* Kept NULL-terminated as it fills, so config_free() works at any point. */
@@ -544,16 +627,24 @@ static int decode_payload(struct buf *b, struct config *c) {
         if (r >= 0)
                 r = get_str(b, &c->ca_file);
         if (r >= 0)
-                r = get_count(b, CONFIG_WIRE_CREDENTIALS_MAX, CREDENTIAL_MIN, &n);
+                r = get_count(b, CONFIG_WIRE_CREDENTIALS_MAX, CREDENTIAL_MIN, ret_n);
+        return r;
+}
+
+static int decode_payload(struct buf *b, struct config *c) {
+        size_t n, bytes = 0;
+        int r;
+
+        r = decode_agent(b, c, &n);
         if (r < 0)
                 return r;
         if (n > 0) {
-                c->credentials = calloc(n, sizeof *c->credentials);
+                c->credentials = dec_calloc(b, n, sizeof *c->credentials);
                 if (!c->credentials)
                         return -ENOMEM;
         }
         for (size_t i = 0; i < n; i++) {
-                struct config_credential *cred = calloc(1, sizeof *cred);
+                struct config_credential *cred = dec_alloc(b, sizeof *cred);
 
                 if (!cred)
                         return -ENOMEM;
@@ -572,20 +663,31 @@ static int decode_payload(struct buf *b, struct config *c) {
         return credentials_check(c->credentials, c->n_credentials) < 0 ? -EBADMSG : 0;
 }
 
-int config_decode(const uint8_t *p, size_t n, struct config **ret) {
+/* Decodes P[0..N) into a new config: all of it, or (AGENT_ONLY) the [agent] part with the
+ * count of credentials that follows in *RET_N. */
+static int decode(const uint8_t *p, size_t n, bool agent_only, struct config **ret, size_t *ret_n) {
         _cleanup_(config_freep) struct config *c = NULL;
-        struct buf b;
+        struct dec d = {};
+        size_t n_credentials;
         int r;
 
         c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
-        buf_view(&b, p, n);
-        r = decode_payload(&b, c);
+        d.arena = &c->arena;
+        buf_view(&d.b, p, n);
+        r = agent_only ? decode_agent(&d.b, c, &n_credentials) : decode_payload(&d.b, c);
+        tdestroy(d.strings, free_nothing); /* the tree's nodes; the strings are the arena's */
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(c);
+        if (agent_only && ret_n)
+                *ret_n = n_credentials;
         return 0;
+}
+
+int config_decode(const uint8_t *p, size_t n, struct config **ret) {
+        return decode(p, n, false, ret, NULL);
 }
 
 /* ---- Sending and receiving --------------------------------------------------------- */
@@ -594,7 +696,7 @@ int config_decode(const uint8_t *p, size_t n, struct config **ret) {
 
 int config_send(int fd, const struct config *c, unsigned flags) {
         _cleanup_close_ int memfd = -1;
-        struct buf enc, frame;
+        struct buf enc;
         int r;
 
         buf_init(&enc, MSG_CONFIG_SIZE_MAX);
@@ -621,19 +723,28 @@ int config_send(int fd, const struct config *c, unsigned flags) {
                 r = -errno;
                 goto out;
         }
-        buf_init(&frame, 64);
-        r = msg_config_encode(&(struct msg_config) { .size = enc.len }, &frame);
-        if (r >= 0)
-                r = msg_send(fd, &frame, memfd);
-        buf_done(&frame);
+        r = config_send_memfd(fd, memfd, enc.len);
 out:
         buf_done(&enc);
         return r;
 }
 
-int config_receive(int memfd, const struct msg_config *m, struct config **ret) {
+int config_send_memfd(int fd, int memfd, uint64_t size) {
+        struct buf frame;
+        int r;
+
+        buf_init(&frame, 64);
+        r = msg_config_encode(&(struct msg_config) { .size = size }, &frame);
+        if (r >= 0)
+                r = msg_send(fd, &frame, memfd);
+        buf_done(&frame);
+        return r;
+}
+
+/* Reads the M->size bytes of the sealed MEMFD into a new buffer in *RET. */
+static int read_memfd(int memfd, const struct msg_config *m, uint8_t **ret) {
         _cleanup_free_ uint8_t *data = NULL;
-        int seals, r;
+        int seals;
 
         if (memfd < 0 || m->size == 0 || m->size > MSG_CONFIG_SIZE_MAX)
                 return -EBADMSG;
@@ -663,6 +774,26 @@ int config_receive(int memfd, const struct msg_config *m, struct config **ret) {
                 if (n != 0)
                         return n < 0 ? -errno : -EBADMSG;
         }
-        r = config_decode(data, m->size, ret);
-        return r;
+        *ret = TAKE_PTR(data);
+        return 0;
+}
+
+int config_receive(int memfd, const struct msg_config *m, struct config **ret) {
+        _cleanup_free_ uint8_t *data = NULL;
+        int r;
+
+        r = read_memfd(memfd, m, &data);
+        if (r < 0)
+                return r;
+        return config_decode(data, m->size, ret);
+}
+
+int config_receive_agent(int memfd, const struct msg_config *m, struct config **ret, size_t *ret_n_credentials) {
+        _cleanup_free_ uint8_t *data = NULL;
+        int r;
+
+        r = read_memfd(memfd, m, &data);
+        if (r < 0)
+                return r;
+        return decode(data, m->size, true, ret, ret_n_credentials);
 }

@@ -67,3 +67,15 @@ int config_send(int fd, const struct config *c, unsigned flags);
  * decode (config_decode()); -ENOMEM; or pread()'s negative errno.  *RET is untouched on
  * failure. */
 int config_receive(int memfd, const struct msg_config *m, struct config **ret);
+
+/* Sends MEMFD, sealed as config_send() seals it and holding SIZE bytes of a config's
+ * encoding, on the channel FD as a MSG_CONFIG (the supervisor passes on what credagent-config
+ * made, without decoding it).  MEMFD stays the caller's.  Returns 0, or -EINVAL for a SIZE of
+ * 0 or over MSG_CONFIG_SIZE_MAX, or msg_send()'s errors. */
+int config_send_memfd(int fd, int memfd, uint64_t size);
+
+/* As config_receive(), but decodes only the [agent] part (what the supervisor reads) into
+ * *RET, a config with no credential and no name table, and stores in *RET_N_CREDENTIALS (if
+ * not NULL) how many credentials the encoding holds, without decoding them: bytes after that
+ * count are not looked at.  Same errors as config_receive(). */
+int config_receive_agent(int memfd, const struct msg_config *m, struct config **ret, size_t *ret_n_credentials);

@@ -313,8 +313,9 @@ static void forward_logs(int log_fd) {
  * once at start: a restarted process runs the same build as the supervisor even if the files
  * were replaced since (an upgrade takes a restart of the agent), and nothing is looked up by
  * path later. */
-static const char *const child_program[3] = { "credagent-front", "credagent-net", "credagent-hsm" };
-static int child_exe[3] = { -1, -1, -1 };
+static const char *const child_program[4] = { "credagent-front", "credagent-net", "credagent-hsm", "credagent-config" };
+static int child_exe[4] = { -1, -1, -1, -1 };
+#define CONFIG_PROGRAM 3 /* credagent-config's index */
 
 /* Opens each child program: beside this executable when it is there (a build tree), else in
  * CREDAGENT_LIBEXECDIR.  Returns 0, or -ENOENT (-EACCES, …) after printing which program is
@@ -328,7 +329,7 @@ static int open_child_programs(void) {
                 self[n] = '\0';
                 dir = dirname(self);
         }
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < 4; i++) {
                 int fd = -1;
 
                 if (dir) {
@@ -353,6 +354,119 @@ static int open_child_programs(void) {
                 }
                 child_exe[i] = fd;
         }
+        return 0;
+}
+
+/* The configuration as credagent-config loaded it: the [agent] part decoded (all the
+ * supervisor reads) and the whole encoding in a sealed memfd (what the front gets). */
+struct loaded {
+        struct config *agent;
+        int fd;
+        uint64_t size;
+        size_t n_credentials;
+};
+
+static void loaded_done(struct loaded *l) {
+        l->agent = config_free(l->agent);
+        if (l->fd >= 0)
+                close(l->fd);
+        l->fd = -1;
+}
+
+static void forward_logs(int log_fd);
+static int child_fds(int *fds, size_t n);
+
+/* Runs credagent-config MODE ("--start", "--reload", "--check") on PATH and waits for it,
+ * forwarding LOG_FD's lines (or -1) meanwhile so that it never blocks on a full log pipe.
+ * With --check it only runs (its output is the answer).  Returns 0 (with *RET filled unless
+ * --check), 1 when it found the configuration invalid (it said why), or a negative errno
+ * when it could not be run or sent nothing usable (logged). */
+static int run_loader(const char *mode, const char *path, int log_fd, struct loaded *ret) {
+        char *args[] = { (char *) child_program[CONFIG_PROGRAM], (char *) mode, (char *) path,
+                         log_get_max_level() >= LOG_DEBUG ? "--debug" : NULL, NULL };
+        struct loaded l = { .fd = -1 };
+        uint8_t rbuf[64];
+        struct msg_frame fr = { .fd = -1 };
+        int sv[2], status, r = 0;
+        pid_t pid;
+
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return log_error_errno(errno, "socketpair() failed: %m");
+        fflush(NULL);
+        pid = fork();
+        if (pid < 0) {
+                r = log_error_errno(errno, "fork() failed: %m");
+                close(sv[0]);
+                close(sv[1]);
+                return r;
+        }
+        if (pid == 0) {
+                sigset_t none;
+                int fds[2] = { sv[1], child_exe[CONFIG_PROGRAM] };
+
+                sigemptyset(&none);
+                sigprocmask(SIG_SETMASK, &none, NULL);
+                (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
+                (void) unsetenv("NOTIFY_SOCKET");
+                if (child_fds(fds, 2) < 0 || fcntl(fds[1], F_SETFD, FD_CLOEXEC) < 0)
+                        _exit(127);
+                fexecve(fds[1], args, environ);
+                fprintf(stderr, "credagent: cannot run %s: %s\n", args[0], strerror(errno));
+                _exit(127);
+        }
+        close(sv[1]);
+
+        /* One MSG_CONFIG, or end of stream when it stops without one. */
+        for (;;) {
+                struct pollfd p[2] = { { .fd = sv[0], .events = POLLIN }, { .fd = log_fd, .events = POLLIN } };
+
+                if (poll(p, 2, -1) < 0 && errno != EINTR) {
+                        r = -errno;
+                        break;
+                }
+                if (p[1].revents)
+                        forward_logs(log_fd);
+                if (p[0].revents) {
+                        r = msg_recv(sv[0], CHAN_CONFIG, true, rbuf, sizeof rbuf, &fr);
+                        break;
+                }
+        }
+        close(sv[0]);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        if (log_fd >= 0)
+                forward_logs(log_fd);
+        if (r >= 0 && fr.type == MSG_CONFIG) {
+                struct msg_config m;
+
+                r = msg_config_decode(fr.payload, fr.len, &m);
+                if (r >= 0)
+                        r = config_receive_agent(fr.fd, &m, &l.agent, &l.n_credentials);
+                if (r >= 0) {
+                        l.fd = TAKE_FD(fr.fd);
+                        l.size = m.size;
+                }
+        } else if (r >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && strcmp(mode, "--check") == 0)
+                r = 0; /* --check sends nothing */
+        else if (r >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 1)
+                r = 1; /* invalid: it said why */
+        else if (r >= 0)
+                r = -EPROTO;
+        if (fr.fd >= 0)
+                close(fr.fd);
+        if (r < 0)
+                log_error_errno(r, "%s did not deliver the configuration (%s %d): %m", child_program[CONFIG_PROGRAM],
+                                WIFEXITED(status) ? "exit status" : "signal",
+                                WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        if (r != 0) {
+                loaded_done(&l);
+                return r;
+        }
+        /* The config's own check of its [agent] part came from credagent-config; keep it. */
+        if (ret)
+                *ret = l;
+        else
+                loaded_done(&l);
         return 0;
 }
 
@@ -381,7 +495,11 @@ struct child {
 };
 
 struct supervisor {
-        struct config *cfg;
+        struct config *cfg;       /* the [agent] part: all the supervisor reads */
+        int config_fd;            /* sealed memfd: the whole configuration's encoding, for the front */
+        uint64_t config_size;
+        size_t n_credentials;
+        int log_fd;               /* the log pipe in daemon mode, else -1 */
         const char *config_path;
         const char *socket_path;  /* the socket actually served */
         bool socket_overridden;   /* by -a or socket activation: the config's socket is not it */
@@ -502,6 +620,11 @@ static int start_child(struct supervisor *s, int idx) {
                 (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
                 /* Only the supervisor speaks to systemd. */
                 (void) unsetenv("NOTIFY_SOCKET");
+                /* net's libcurl does TLS with OpenSSL, but Debian's libcurl also links librtmp
+                 * and through it GnuTLS, whose constructor initialises the whole library (about
+                 * 0.6 MiB of it resident) unless told not to; net never speaks RTMP. */
+                if (c->role == ROLE_NET)
+                        (void) setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 1);
                 /* Keep only this child's fds, where its program expects them (agent/procutil.h):
                  * [listen,] its edges in edge order, its supervisor end; then its program. */
                 if (c->role == ROLE_FRONT)
@@ -521,7 +644,8 @@ static int start_child(struct supervisor *s, int idx) {
 
         /* Its first frames: our hello, then its configuration (net and hsm read only [agent]). */
         proc_send_hello(super[0], ROLE_SUPERVISOR);
-        r = config_send(super[0], s->cfg, c->role == ROLE_FRONT ? 0 : CONFIG_SEND_AGENT_ONLY);
+        r = c->role == ROLE_FRONT ? config_send_memfd(super[0], s->config_fd, s->config_size)
+                                  : config_send(super[0], s->cfg, CONFIG_SEND_AGENT_ONLY);
         if (r < 0)
                 log_error_errno(r, "Cannot send the %s process its configuration: %m", c->name);
 
@@ -622,60 +746,57 @@ static bool agent_section_changed(const struct config *a, const struct config *b
 }
 
 static void reload(struct supervisor *s) {
-        _cleanup_free_ char *errors = NULL;
-        struct config *cfg = NULL;
+        struct loaded l = { .fd = -1 };
         int r;
 
         log_info("SIGHUP: reloading %s", s->config_path);
         (void) notify_send("RELOADING=1");
-        r = config_load(s->config_path, 0, &cfg, &errors);
-        if (r < 0) {
+        /* credagent-config logs what is wrong with an invalid one. */
+        r = run_loader("--reload", s->config_path, s->log_fd, &l);
+        if (r != 0) {
                 (void) notify_send("READY=1");
-                log_error("The new configuration is invalid; keeping the running one:");
-                for (char *line = errors, *next; line && *line; line = next) {
-                        next = strchr(line, '\n');
-                        if (next)
-                                *next++ = '\0';
-                        log_error("  %s", line);
-                }
-                if (!errors)
-                        log_error_errno(r, "  %s: %m", s->config_path);
                 return;
         }
-        if (!s->socket_overridden && strcmp(cfg->socket, s->socket_path) != 0)
-                log_warning("socket changed to %s: that takes a restart; still listening on %s", cfg->socket,
+        if (!s->socket_overridden && strcmp(l.agent->socket, s->socket_path) != 0)
+                log_warning("socket changed to %s: that takes a restart; still listening on %s", l.agent->socket,
                             s->socket_path);
 
-        r = s->children[0].super_fd >= 0 ? config_send(s->children[0].super_fd, cfg, 0) : 0;
+        r = s->children[0].super_fd >= 0 ? config_send_memfd(s->children[0].super_fd, l.fd, l.size) : 0;
         if (r < 0) {
                 log_error_errno(r, "Cannot hand the new configuration to the front, keeping the running one: %m");
-                config_free(cfg);
+                loaded_done(&l);
                 (void) notify_send("READY=1");
                 return;
         }
         /* net and hsm read only [agent]: restart them only when it changed. */
-        if (agent_section_changed(s->cfg, cfg))
+        if (agent_section_changed(s->cfg, l.agent))
                 for (int i = 1; i < 3; i++)
                         if (s->children[i].pid > 0) {
                                 s->children[i].stopping = true;
                                 kill(s->children[i].pid, SIGTERM);
                         }
         config_free(s->cfg);
-        s->cfg = cfg;
-        /* Loading took far more than the result keeps: give the pages back. */
-        (void) malloc_trim(0);
+        close(s->config_fd);
+        s->cfg = l.agent;
+        s->config_fd = l.fd;
+        s->config_size = l.size;
+        s->n_credentials = l.n_credentials;
         (void) notify_send("READY=1");
 }
 
 /* Runs the processes until SIGTERM/SIGINT.  READY_FD (or -1) gets "OK" once all three said
  * hello, or the start-up error.  Returns an exit status. */
-static int supervise(struct config **cfgp, const char *config_path, const char *socket_path, int listen_fd,
+static int supervise(struct loaded *cfg, const char *config_path, const char *socket_path, int listen_fd,
                      int ready_fd, int log_fd) {
         struct supervisor s = {
-                .cfg = *cfgp,
+                .cfg = cfg->agent,
+                .config_fd = cfg->fd,
+                .config_size = cfg->size,
+                .n_credentials = cfg->n_credentials,
+                .log_fd = log_fd,
                 .config_path = config_path,
                 .socket_path = socket_path,
-                .socket_overridden = strcmp(socket_path, (*cfgp)->socket) != 0,
+                .socket_overridden = strcmp(socket_path, cfg->agent->socket) != 0,
                 .listen_fd = listen_fd,
                 .children = {
                         { .name = "front", .role = ROLE_FRONT, .super_channel = CHAN_SUPER_FRONT, .super_fd = -1 },
@@ -720,7 +841,7 @@ static int supervise(struct config **cfgp, const char *config_path, const char *
                 if (!s.ready && s.children[0].hello && s.children[1].hello && s.children[2].hello) {
                         s.ready = true;
                         log_info("credagent %s ready on %s (%zu credentials)", CREDAGENT_VERSION, socket_path,
-                                 s.cfg->n_credentials);
+                                 s.n_credentials);
                         report(ready_fd, "OK");
                         ready_fd = -1;
                         (void) notify_send("READY=1");
@@ -825,7 +946,9 @@ stop:
                         close(s.stash[e]);
         close(s.sfd);
         report(ready_fd, "the agent failed to start\n");
-        *cfgp = s.cfg; /* reloads may have replaced it */
+        /* Reloads may have replaced it. */
+        cfg->agent = s.cfg;
+        cfg->fd = s.config_fd;
         return status;
 }
 
@@ -836,8 +959,8 @@ static void print_env(const char *socket_path, pid_t pid) {
 
 int main(int argc, char **argv) {
         struct options o = {};
-        _cleanup_free_ char *default_config = NULL, *absolute_config = NULL, *errors = NULL, *err = NULL;
-        _cleanup_(config_freep) struct config *cfg = NULL;
+        _cleanup_free_ char *default_config = NULL, *absolute_config = NULL, *err = NULL;
+        _cleanup_(loaded_done) struct loaded cfg = { .fd = -1 };
         const char *socket_path;
         int r, listen_fd = -1, status;
         struct stat st_sock;
@@ -865,43 +988,18 @@ int main(int argc, char **argv) {
                 if (absolute_config)
                         o.config_path = absolute_config;
         }
-        r = config_load(o.config_path, 0, &cfg, &errors);
-        if (r < 0) {
-                if (errors)
-                        fprintf(stderr, "%s%s", errors, errors[strlen(errors) - 1] == '\n' ? "" : "\n");
-                else
-                        fprintf(stderr, "credagent: %s: %s\n", o.config_path, strerror(-r));
-                fprintf(stderr, "credagent: %s: the configuration is invalid\n", o.config_path);
-                return 1;
-        }
-        /* Loading took far more than the result keeps: give the pages back before forking. */
-        (void) malloc_trim(0);
         r = open_child_programs();
         if (r < 0)
                 return 1;
         if (o.check) {
-                size_t n_principals = 0;
-                for (size_t i = 0; i < cfg->n_credentials; i++)
-                        n_principals += cfg->credentials[i]->n_principals;
-                /* What the hsm process will do at start, short of logging in: the module (in an
-                 * allowed directory), the token, the PIN source (owner, mode). */
-                struct hsm_params hp;
-                _cleanup_free_ char *hsm_err = NULL;
-                struct hsm *h = NULL;
-
-                config_hsm_params(cfg, &hp);
-                r = hsm_open(&hp, &h, &hsm_err);
-                if (r < 0) {
-                        fprintf(stderr, "credagent: %s: the PKCS#11 token cannot be used: %s\n", o.config_path,
-                                hsm_err ? hsm_err : strerror(-r));
-                        return 1;
-                }
-                hsm_close(h);
-                printf("%s: configuration OK (%zu credential%s, %zu principal%s; token found, PIN source usable)\n",
-                       o.config_path, cfg->n_credentials, cfg->n_credentials == 1 ? "" : "s", n_principals,
-                       n_principals == 1 ? "" : "s");
-                return 0;
+                /* credagent-config checks and prints; its answer is ours. */
+                r = run_loader("--check", o.config_path, -1, NULL);
+                return r == 0 ? 0 : 1;
         }
+        /* credagent-config prints what is wrong with an invalid one. */
+        r = run_loader("--start", o.config_path, -1, &cfg);
+        if (r != 0)
+                return 1;
 
         /* systemd socket activation: the service manager owns the socket (and its path, mode
          * and group); we neither create nor remove it. */
@@ -925,8 +1023,9 @@ int main(int argc, char **argv) {
                 socket_path = activated_path;
                 st_sock = (struct stat) {};
         } else {
-                socket_path = o.socket_path ? o.socket_path : cfg->socket;
-                r = make_listen_socket(socket_path, cfg->socket_group != NULL, cfg->socket_gid, &listen_fd, &err);
+                socket_path = o.socket_path ? o.socket_path : cfg.agent->socket;
+                r = make_listen_socket(socket_path, cfg.agent->socket_group != NULL, cfg.agent->socket_gid, &listen_fd,
+                                       &err);
                 if (r < 0) {
                         fprintf(stderr, "credagent: %s\n", err ? err : strerror(-r));
                         return 1;

@@ -46,6 +46,9 @@ static const struct {
         [CHAN_SUPER_HSM] = { "supervisor-hsm", 8 * 1024,
                              BIT(MSG_HELLO) | BIT(MSG_CHANNEL) | BIT(MSG_CONFIG),
                              BIT(MSG_HELLO) },
+        [CHAN_CONFIG] = { "config-supervisor", 8 * 1024,
+                          BIT(MSG_CONFIG),
+                          0 },
 };
 
 size_t msg_channel_max(enum msg_channel c) {

@@ -48,6 +48,7 @@ enum msg_channel {
         CHAN_SUPER_FRONT, /* A = supervisor, B = front */
         CHAN_SUPER_NET,   /* A = supervisor, B = net */
         CHAN_SUPER_HSM,   /* A = supervisor, B = hsm */
+        CHAN_CONFIG,      /* A = credagent-config, B = supervisor: the loaded configuration */
         _CHAN_MAX,
 };
 

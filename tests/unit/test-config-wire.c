@@ -1150,6 +1150,11 @@ static void test_send_receive(void **state) {
         d = NULL;
         assert_int_equal(receive_one(sv[1], CHAN_SUPER_FRONT, &d), 0);
         config_eq(&x.c, d);
+        /* A string that repeats is stored once (the decoder's arena), a distinct one apart. */
+        assert_ptr_equal(d->credentials[0]->principals[0]->client_id, d->credentials[0]->principals[n - 1]->client_secret);
+        assert_ptr_equal(d->credentials[0]->principals[1]->file, d->credentials[0]->principals[2]->file);
+        assert_ptr_not_equal(d->credentials[0]->principals[1]->name, d->credentials[0]->principals[2]->name);
+        assert_non_null(d->arena);
         config_free(d);
 
         /* Not a memfd (a pipe); a memfd that is not sealed; one sealed but with fewer or more
