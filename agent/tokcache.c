@@ -31,7 +31,9 @@ struct tokcache_entry {
         uint64_t not_before;              /* ms: no fetch for this key before then; 0: none */
         unsigned failures;                /* consecutive transient failures */
         bool client_retried;              /* the one quick retry after invalid_client was used */
-        struct tokcache_answer last_error;/* the failure that started the backoff (no pointers) */
+        struct tokcache_answer *last_error; /* the failure that started the backoff (no pointers in
+                                           it), allocated only then: most keys never fail, and it
+                                           is the bulk of an entry */
         /* forced refreshes */
         bool forced;                      /* last_forced is set */
         uint64_t last_forced;             /* ms: the last forced refresh that dropped the token */
@@ -101,11 +103,20 @@ static void entry_drop_token(struct tokcache_entry *e) {
         e->stale = false;
 }
 
+/* Frees E with everything it holds (its token wiped). */
+static void entry_free(struct tokcache_entry *e) {
+        entry_drop_token(e);
+        free(e->scope);
+        free(e->last_error);
+        free(e);
+}
+
 static void entry_reset_backoff(struct tokcache_entry *e) {
         e->not_before = 0;
         e->failures = 0;
         e->client_retried = false;
-        e->last_error = (struct tokcache_answer) {};
+        free(e->last_error);
+        e->last_error = NULL;
 }
 
 /* splitmix64's finaliser: a well-spread 64-bit function of X, for the jitters. */
@@ -149,9 +160,7 @@ void tokcache_free(struct tokcache *c) {
         for (size_t i = 0; i < TOKCACHE_BUCKETS; i++)
                 for (struct tokcache_entry *e = c->buckets[i], *next; e; e = next) {
                         next = e->next_in_bucket;
-                        entry_drop_token(e);
-                        free(e->scope);
-                        free(e);
+                        entry_free(e);
                 }
         pthread_mutex_destroy(&c->lock);
         free(c);
@@ -218,17 +227,19 @@ static uint32_t entry_wait_s(const struct tokcache_entry *e, uint64_t now_ms) {
 
 /* The answer during E's backoff: the error that started it, with the time left. */
 static void entry_answer_backoff(const struct tokcache_entry *e, uint64_t now_ms, struct tokcache_answer *ret) {
-        struct tokcache_answer a = e->last_error;
+        static const struct tokcache_answer oom = { .error = API_SERVER_BUSY, .description = "out of memory" };
+        const struct tokcache_answer *last = e->last_error ?: &oom;
+        struct tokcache_answer a = *last;
         uint32_t left = entry_wait_s(e, now_ms);
         int n;
 
         a.from_cache = true;
         a.retry_after = left;
         n = snprintf(a.description, sizeof a.description, "%s%sno new token request for %" PRIu32 " s",
-                     e->last_error.description, e->last_error.description[0] ? "; " : "", left);
+                     last->description, last->description[0] ? "; " : "", left);
         if (n < 0 || (size_t) n >= sizeof a.description)
                 /* Too long with the suffix: the original description, which says what failed. */
-                memcpy(a.description, e->last_error.description, sizeof a.description);
+                memcpy(a.description, last->description, sizeof a.description);
         *ret = a;
 }
 
@@ -374,11 +385,15 @@ static uint64_t entry_start_backoff(struct tokcache_entry *e, const struct tokca
                 delay = (uint64_t) answer->retry_after * 1000;
 
         e->not_before = now_ms + delay;
-        e->last_error = (struct tokcache_answer) { .error = answer->error };
-        memcpy(e->last_error.idp_error, answer->idp_error, sizeof e->last_error.idp_error);
-        e->last_error.idp_error[sizeof e->last_error.idp_error - 1] = '\0';
-        memcpy(e->last_error.description, answer->description, sizeof e->last_error.description);
-        e->last_error.description[sizeof e->last_error.description - 1] = '\0';
+        if (!e->last_error)
+                e->last_error = malloc(sizeof *e->last_error); /* NULL: answered "out of memory" */
+        if (e->last_error) {
+                *e->last_error = (struct tokcache_answer) { .error = answer->error };
+                memcpy(e->last_error->idp_error, answer->idp_error, sizeof e->last_error->idp_error);
+                e->last_error->idp_error[sizeof e->last_error->idp_error - 1] = '\0';
+                memcpy(e->last_error->description, answer->description, sizeof e->last_error->description);
+                e->last_error->description[sizeof e->last_error->description - 1] = '\0';
+        }
         return delay;
 }
 
@@ -447,8 +462,7 @@ void tokcache_complete(struct tokcache *c, struct tokcache_entry *e, const struc
         tokcache_answer_clear(&stored);
         if (e->detached) {
                 /* Nobody can find it any more: the reload unhooked it. */
-                free(e->scope);
-                free(e);
+                entry_free(e);
         }
 }
 
@@ -493,11 +507,8 @@ size_t tokcache_rebind(struct tokcache *c,
                         entry_drop_token(e);
                         e->detached = true; /* freed when its fetch completes */
                         e->next_in_bucket = NULL;
-                } else {
-                        entry_drop_token(e);
-                        free(e->scope);
-                        free(e);
-                }
+                } else
+                        entry_free(e);
         }
         pthread_mutex_unlock(&c->lock);
         return kept;
