@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <microhttpd.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sys/random.h>
 #include <pwd.h>
@@ -35,19 +36,29 @@ struct pending {
         uint64_t fetch_id;
         struct tokcache_entry *entry;
         char *scope;                    /* requested scope, reported when the IdP grants none */
-        const struct config_principal *principal; /* for the log (retired configs stay alive) */
+        const struct config_principal *principal; /* for the log (its config outlives the fetch) */
+        uint64_t seq;                   /* f->fetch_seq when it started */
         uint64_t started_ms;
         uint64_t deadline_ms;           /* CLOCK_BOOTTIME: answered idp_timeout after this */
 };
 
-struct retired_config {
-        struct retired_config *next;
+/* A configuration and what still points into it.  The current one is f->gen; a reload
+ * replaces it and puts it on f->retired, from where it is freed as soon as nothing can point
+ * into it: no request routed with it is left (requests), and no fetch started before the
+ * replacement is still pending (pending fetches, and the cache entries a reload detached
+ * from the cache while their fetch ran, hold principals of it).  Without that, every reload
+ * kept the old configuration for good: 2 MiB each at 10,000 principals. */
+struct config_gen {
         struct config *cfg;
+        atomic_uint requests;           /* requests routed with it and not yet freed */
+        uint64_t retired_seq;           /* once replaced: fetches with a lower seq may point into it */
+        struct config_gen *next;        /* on the retired list */
 };
 
 struct frontproc {
-        _Atomic(struct config *) cfg;   /* the current configuration; read once per request */
-        struct retired_config *retired; /* replaced configs: suspended requests may still point into them */
+        _Atomic(struct config_gen *) gen; /* the current configuration; read once per request */
+        struct config_gen *retired;     /* replaced ones something may still point into (event loop thread) */
+        uint64_t fetch_seq;             /* fetches started so far (under lock) */
         struct tokcache *cache;
         struct MHD_Daemon *daemon;
         pthread_rwlock_t cfg_lock;      /* routing (read) against a reload's rebind + swap (write) */
@@ -56,6 +67,7 @@ struct frontproc {
         uint64_t next_fetch_id;
         struct pending pending[FRONT_MAX_PENDING];
         size_t n_pending;
+        unsigned open_connections;      /* all of them (event loop thread only) */
         /* Open connections per caller uid (event loop thread only). */
         struct { uid_t uid; unsigned count; } conns_by_uid[FRONT_MAX_CONNECTIONS + 1];
         size_t n_conn_uids;
@@ -83,7 +95,8 @@ struct request {
         enum request_state state;
         bool suspended;
         struct tokcache_answer answer;
-        const struct config *cfg;      /* the configuration this request was routed with */
+        const struct config *cfg;      /* the configuration this request was routed with, */
+        struct config_gen *gen;        /* which it holds a reference to */
         const struct config_principal *principal;
         uint64_t started_ms;
         size_t body_len;
@@ -94,6 +107,8 @@ struct request {
 static void request_free(struct request *req) {
         if (!req)
                 return;
+        if (req->gen)
+                atomic_fetch_sub(&req->gen->requests, 1);
         tokcache_answer_clear(&req->answer);
         pthread_mutex_destroy(&req->lock);
         free(req);
@@ -570,7 +585,19 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         enum MHD_Result ret;
 
         pthread_rwlock_rdlock(&f->cfg_lock);
-        req->cfg = atomic_load(&f->cfg);
+        {
+                /* The configuration in force now (this may be a later call for the same request,
+                 * after a reload): the request holds a reference to it. */
+                struct config_gen *g = atomic_load(&f->gen);
+
+                if (req->gen != g) {
+                        if (req->gen)
+                                atomic_fetch_sub(&req->gen->requests, 1);
+                        atomic_fetch_add(&g->requests, 1);
+                        req->gen = g;
+                }
+                req->cfg = g->cfg;
+        }
         ret = route(f, req, cc, url, method);
         pthread_rwlock_unlock(&f->cfg_lock);
         return ret;
@@ -618,6 +645,7 @@ static void connection_notify(void *cls, struct MHD_Connection *conn, void **soc
                 struct conn_ctx *cc = calloc(1, sizeof *cc);
                 unsigned *n;
 
+                f->open_connections++;
                 if (!cc)
                         return; /* no context: every request on it is refused */
                 cc->peer_error = ci ? peer_from_fd(ci->connect_fd, &cc->peer) : -EBADF;
@@ -645,6 +673,11 @@ static void connection_notify(void *cls, struct MHD_Connection *conn, void **soc
                         uid_conns_release(f, cc->peer.uid);
                 free(cc);
                 *socket_context = NULL;
+                /* The last connection of a burst is gone: give back the heap pages its
+                 * connections freed (glibc returns only the top of the heap by itself; 1,000
+                 * connections leave ~10 MiB).  A few µs when the heap is small. */
+                if (--f->open_connections == 0)
+                        (void) malloc_trim(0);
         }
 }
 
@@ -753,6 +786,7 @@ static int front_fetch_start(void *userdata, struct tokcache_entry *e, const str
                                 .entry = e,
                                 .scope = TAKE_PTR(scope_copy),
                                 .principal = p,
+                                .seq = f->fetch_seq++,
                                 .started_ms = now_boottime_ms(),
                                 .deadline_ms = now_boottime_ms() + (uint64_t) cred->timeout * 1000 +
                                                FRONT_FETCH_GRACE_MS,
@@ -950,9 +984,34 @@ static const struct config_principal *rebind_principal(void *userdata, const str
         return p;
 }
 
+/* Frees the retired configurations nothing points into any more (see struct config_gen).
+ * Event loop thread. */
+static void reap_retired(struct frontproc *f) {
+        bool freed = false;
+
+        for (struct config_gen **pp = &f->retired, *g; (g = *pp);) {
+                bool busy = atomic_load(&g->requests) > 0;
+
+                pthread_mutex_lock(&f->lock);
+                for (size_t i = 0; !busy && i < f->n_pending; i++)
+                        busy = f->pending[i].seq < g->retired_seq;
+                pthread_mutex_unlock(&f->lock);
+                if (busy) {
+                        pp = &g->next;
+                        continue;
+                }
+                *pp = g->next;
+                config_free(g->cfg);
+                free(g);
+                freed = true;
+        }
+        if (freed)
+                (void) malloc_trim(0);
+}
+
 static int apply_config(struct frontproc *f, const struct msg_frame *fr, char *why, size_t why_size) {
-        struct config *new_cfg = NULL, *old_cfg;
-        struct retired_config *r;
+        struct config *new_cfg = NULL;
+        struct config_gen *g, *old;
         struct msg_config m;
         size_t kept;
         int e;
@@ -964,21 +1023,26 @@ static int apply_config(struct frontproc *f, const struct msg_frame *fr, char *w
                 snprintf(why, why_size, "the configuration could not be read: %s", strerror(-e));
                 return e;
         }
-        r = calloc(1, sizeof *r);
-        if (!r) {
+        g = calloc(1, sizeof *g);
+        if (!g) {
                 config_free(new_cfg);
                 snprintf(why, why_size, "out of memory");
                 return -ENOMEM;
         }
+        g->cfg = new_cfg;
         pthread_rwlock_wrlock(&f->cfg_lock);
         kept = tokcache_rebind(f->cache, rebind_principal, new_cfg);
-        old_cfg = atomic_exchange(&f->cfg, new_cfg);
+        old = atomic_exchange(&f->gen, g);
         pthread_rwlock_unlock(&f->cfg_lock);
-        /* Requests routed with the old configuration may still be suspended: keep it. */
-        r->cfg = old_cfg;
-        r->next = f->retired;
-        f->retired = r;
+        /* Requests routed with the old configuration may still be suspended, and fetches
+         * started with it pending: it is freed when they are done. */
+        pthread_mutex_lock(&f->lock);
+        old->retired_seq = f->fetch_seq;
+        pthread_mutex_unlock(&f->lock);
+        old->next = f->retired;
+        f->retired = old;
         log_info("Configuration reloaded: %zu credentials, %zu cached keys kept", new_cfg->n_credentials, kept);
+        reap_retired(f);
         return 0;
 }
 
@@ -1048,7 +1112,17 @@ int frontproc(struct config *cfg, int listen_fd, int net_fd, int hsm_fd, int sup
         int sfd = -1, status = 1;
 
         log_set_ident("credagent-front");
-        atomic_init(&f.cfg, cfg);
+        f.gen = NULL;
+        {
+                struct config_gen *g = calloc(1, sizeof *g);
+
+                if (!g) {
+                        config_free(cfg);
+                        return 1;
+                }
+                g->cfg = cfg;
+                atomic_init(&f.gen, g);
+        }
         /* Fetch ids start at a random point: a restarted front never reuses its predecessor's. */
         if (getrandom(&f.next_fetch_id, sizeof f.next_fetch_id, 0) != (ssize_t) sizeof f.next_fetch_id)
                 f.next_fetch_id = now_boottime_ms() << 20;
@@ -1103,6 +1177,14 @@ int frontproc(struct config *cfg, int listen_fd, int net_fd, int hsm_fd, int sup
                 struct pollfd p[4];
                 int timeout = expire_pending(&f);
 
+                /* Replaced configurations go once nothing points into them: look again each
+                 * second while there are some. */
+                if (f.retired) {
+                        reap_retired(&f);
+                        if (f.retired && (timeout < 0 || timeout > 1000))
+                                timeout = 1000;
+                }
+
                 pthread_mutex_lock(&f.lock);
                 p[0] = (struct pollfd) { .fd = f.net_fd, .events = POLLIN };
                 p[1] = (struct pollfd) { .fd = f.hsm_fd, .events = POLLIN };
@@ -1141,14 +1223,14 @@ out:
         if (f.daemon)
                 MHD_stop_daemon(f.daemon);
         tokcache_free(f.cache);
-        for (struct retired_config *r = f.retired, *next; r; r = next) {
-                next = r->next;
-                config_free(r->cfg);
-                free(r);
+        /* Every request and fetch is done: no configuration is in use any more. */
+        for (struct config_gen *g = f.retired, *next; g; g = next) {
+                next = g->next;
+                config_free(g->cfg);
+                free(g);
         }
-        /* The current config belongs to the caller only until the first reload. */
-        if (f.retired)
-                config_free(atomic_load(&f.cfg));
+        config_free(atomic_load(&f.gen)->cfg);
+        free(atomic_load(&f.gen));
         free(rbuf);
         if (sfd >= 0)
                 close(sfd);

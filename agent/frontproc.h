@@ -25,6 +25,7 @@
 /* The front process entry (STYLE.md, Processes are files): serves LISTEN_FD (bound and
  * listening) for CFG, asks net (NET_FD) for token requests and grants hsm (HSM_FD) the
  * secret of each; SUPER_FD is the supervisor's channel (replacement channels, reloads).
- * Every other fd is closed by the caller.  CFG is the front's to free after a reload.
+ * Every other fd is closed by the caller.  Takes CFG over (it is freed once a reload has
+ * replaced it and nothing points into it any more, or at the end).
  * Runs until SIGTERM or the supervisor channel closes.  Returns an exit status. */
 int frontproc(struct config *cfg, int listen_fd, int net_fd, int hsm_fd, int super_fd);

@@ -234,6 +234,26 @@ def test_large_config_starts_and_reloads(agents, catalogue, idp):
     tok2 = _token(a, "Added")  # the new configuration is the one in force
     assert tok2 != tok and idp.stats()["by_client"] == {p.client_id: 1}, idp.stats()
 
+    # More reloads of the same files: the front frees each replaced configuration once nothing
+    # points into it (it used to keep every one: ~1 MiB each here), so its memory stays flat.
+    front = current_pids(a)["front"]
+
+    def front_rss_kib():
+        with open("/proc/%d/status" % front) as f:
+            return int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1))
+
+    rss = []
+    for i in range(6):
+        n = len(a.wait_log(r"Configuration reloaded: ", timeout=0, count=1))
+        os.kill(a.pid, signal.SIGHUP)
+        assert len(a.wait_log(r"Configuration reloaded: ", timeout=60, count=n + 1)) > n, a.log()[-2000:]
+        assert a.wait_log(r"The front applied the new configuration", timeout=10, count=n + 1)
+        time.sleep(1.5)  # the front looks at replaced configurations once a second
+        rss.append(front_rss_kib())
+    print("front RSS after each reload (KiB): %s" % rss)
+    assert rss[-1] - rss[1] < 1024, "the front grows with each reload: %s KiB" % rss
+    assert _token(a, cred) == tok and _token(a, "Added") == tok2
+
 
 # ---------------------------------------------------------------------------- 3. by hand
 
