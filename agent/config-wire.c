@@ -314,25 +314,16 @@ static void free_nothing(void *p) {
 static int get_str_max(struct buf *b, size_t max, char **ret) {
         struct dec *d = dec_of(b);
         size_t save = b->off, len;
-        const uint8_t *p;
-        uint32_t n;
+        const char *p;
         char *s, tmp[512], **found;
         int r;
 
-        r = buf_get_u32(b, &n);
+        r = buf_get_str_ref(b, max, &p, &len);
         if (r < 0)
                 return r;
-        if (n == UINT32_MAX) { /* NULL */
+        if (!p) {
                 *ret = NULL;
                 return 0;
-        }
-        b->off = save;
-        r = buf_get_bytes(b, max, &p, &len);
-        if (r < 0)
-                return r;
-        if (memchr(p, '\0', len)) {
-                b->off = save;
-                return -EBADMSG;
         }
         /* Seen before?  Look it up as a C string (a short one on the stack). */
         if (len < sizeof tmp) {

@@ -376,6 +376,25 @@ static void loaded_done(struct loaded *l) {
 static void forward_logs(int log_fd);
 static int child_fds(int *fds, size_t n);
 
+/* In a process just forked: no blocked signals, SIGTERM when the supervisor dies, no
+ * NOTIFY_SOCKET (only the supervisor speaks to systemd); FDS[0..N) moved to 3, 4, … and every
+ * other fd closed; then program PROG (child_program[]) exec'd with ARGS.  FDS must have room
+ * for one more (the program's own fd goes last, closed by the exec).  Never returns. */
+static _Noreturn void exec_program(int prog, int *fds, size_t n, char **args) {
+        sigset_t none;
+
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
+        (void) unsetenv("NOTIFY_SOCKET");
+        fds[n++] = child_exe[prog];
+        if (child_fds(fds, n) < 0 || fcntl(fds[n - 1], F_SETFD, FD_CLOEXEC) < 0)
+                _exit(127);
+        fexecve(fds[n - 1], args, environ);
+        fprintf(stderr, "credagent: cannot run %s: %s\n", args[0], strerror(errno));
+        _exit(127);
+}
+
 /* Runs credagent-config MODE ("--start", "--reload", "--check") on PATH and waits for it,
  * forwarding LOG_FD's lines (or -1) meanwhile so that it never blocks on a full log pipe.
  * With --check it only runs (its output is the answer).  Returns 0 (with *RET filled unless
@@ -401,18 +420,9 @@ static int run_loader(const char *mode, const char *path, int log_fd, struct loa
                 return r;
         }
         if (pid == 0) {
-                sigset_t none;
-                int fds[2] = { sv[1], child_exe[CONFIG_PROGRAM] };
+                int fds[2] = { sv[1] };
 
-                sigemptyset(&none);
-                sigprocmask(SIG_SETMASK, &none, NULL);
-                (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
-                (void) unsetenv("NOTIFY_SOCKET");
-                if (child_fds(fds, 2) < 0 || fcntl(fds[1], F_SETFD, FD_CLOEXEC) < 0)
-                        _exit(127);
-                fexecve(fds[1], args, environ);
-                fprintf(stderr, "credagent: cannot run %s: %s\n", args[0], strerror(errno));
-                _exit(127);
+                exec_program(CONFIG_PROGRAM, fds, 1, args);
         }
         close(sv[1]);
 
@@ -611,20 +621,24 @@ static int start_child(struct supervisor *s, int idx) {
         }
         if (pid == 0) {
                 char *args[] = { (char *) child_program[c->role - ROLE_FRONT], log_get_max_level() >= LOG_DEBUG ? "--debug" : NULL, NULL };
-                sigset_t none;
                 int fds[6];
                 size_t n = 0;
 
-                sigemptyset(&none);
-                sigprocmask(SIG_SETMASK, &none, NULL);
-                (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
-                /* Only the supervisor speaks to systemd. */
-                (void) unsetenv("NOTIFY_SOCKET");
                 /* net's libcurl does TLS with OpenSSL, but Debian's libcurl also links librtmp
                  * and through it GnuTLS, whose constructor initialises the whole library (about
                  * 0.6 MiB of it resident) unless told not to; net never speaks RTMP. */
-                if (c->role == ROLE_NET)
+                if (c->role == ROLE_NET) {
+                        const char *t = getenv("GLIBC_TUNABLES");
+                        char tunables[1024];
+
                         (void) setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 1);
+                        /* net runs each fetch in a thread of its own (256 KiB of stack); glibc
+                         * keeps up to 40 MiB of finished threads' stacks, resident, for reuse:
+                         * after 100 parallel fetches that was ~8 MiB.  Keep 1 MiB of them. */
+                        snprintf(tunables, sizeof tunables, "glibc.pthread.stack_cache_size=1048576%s%s",
+                                 t && *t ? ":" : "", t && strlen(t) < 900 ? t : "");
+                        (void) setenv("GLIBC_TUNABLES", tunables, 1);
+                }
                 /* Keep only this child's fds, where its program expects them (agent/procutil.h):
                  * [listen,] its edges in edge order, its supervisor end; then its program. */
                 if (c->role == ROLE_FRONT)
@@ -633,13 +647,8 @@ static int start_child(struct supervisor *s, int idx) {
                         if (edges[e].a == idx || edges[e].b == idx)
                                 fds[n++] = mine[e];
                 fds[n++] = super[1];
-                fds[n++] = child_exe[c->role - ROLE_FRONT];
-                if (child_fds(fds, n) < 0 || fcntl(fds[n - 1], F_SETFD, FD_CLOEXEC) < 0)
-                        _exit(127);
                 /* Each process its own program, mapping only the libraries it uses. */
-                fexecve(fds[n - 1], args, environ);
-                fprintf(stderr, "credagent: cannot run %s: %s\n", args[0], strerror(errno));
-                _exit(127);
+                exec_program(c->role - ROLE_FRONT, fds, n, args);
         }
 
         /* Its first frames: our hello, then its configuration (net and hsm read only [agent]). */
@@ -781,6 +790,8 @@ static void reload(struct supervisor *s) {
         s->config_fd = l.fd;
         s->config_size = l.size;
         s->n_credentials = l.n_credentials;
+        /* Reading the new encoding took a buffer of its size: give the pages back. */
+        (void) malloc_trim(0);
         (void) notify_send("READY=1");
 }
 

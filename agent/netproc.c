@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: ISC */
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -229,6 +230,7 @@ static void *fetch_thread(void *arg) {
         uint64_t started = now_boottime_ms();
         bool jwt = f->client_auth == CLIENT_AUTH_PRIVATE_KEY_JWT;
         _cleanup_free_ char *endpoint = NULL;
+        bool idle;
         int r;
 
         if (f->issuer) {
@@ -329,9 +331,13 @@ out:
         msg_fetch_clear(&job->fetch);
         free(job);
         pthread_mutex_lock(&n->lock);
-        n->in_flight--;
+        idle = --n->in_flight == 0;
         pthread_cond_broadcast(&n->cond);
         pthread_mutex_unlock(&n->lock);
+        /* The last fetch of a burst: give back the heap pages the burst freed (glibc returns
+         * only the top of the heap by itself; 100 parallel TLS transfers leave ~10 MiB). */
+        if (idle)
+                (void) malloc_trim(0);
         return NULL;
 }
 

@@ -159,12 +159,11 @@ int buf_get_bytes(struct buf *b, size_t max, const uint8_t **ret, size_t *ret_le
         return 0;
 }
 
-int buf_get_str(struct buf *b, size_t max, char **ret) {
+int buf_get_str_ref(struct buf *b, size_t max, const char **ret, size_t *ret_len) {
         size_t save = b->off;
         const uint8_t *p;
         uint32_t n;
         size_t len;
-        char *s;
         int r;
 
         r = buf_get_u32(b, &n);
@@ -172,6 +171,7 @@ int buf_get_str(struct buf *b, size_t max, char **ret) {
                 return r;
         if (n == STR_NULL) {
                 *ret = NULL;
+                *ret_len = 0;
                 return 0;
         }
         b->off = save;
@@ -181,6 +181,24 @@ int buf_get_str(struct buf *b, size_t max, char **ret) {
         if (memchr(p, '\0', len)) {
                 b->off = save;
                 return -EBADMSG;
+        }
+        *ret = (const char *) p;
+        *ret_len = len;
+        return 0;
+}
+
+int buf_get_str(struct buf *b, size_t max, char **ret) {
+        size_t save = b->off, len;
+        const char *p;
+        char *s;
+        int r;
+
+        r = buf_get_str_ref(b, max, &p, &len);
+        if (r < 0)
+                return r;
+        if (!p) {
+                *ret = NULL;
+                return 0;
         }
         s = malloc(len + 1);
         if (!s) {

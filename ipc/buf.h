@@ -57,3 +57,7 @@ int buf_get_bytes(struct buf *b, size_t max, const uint8_t **ret, size_t *ret_le
 /* Returns a malloc()ed copy of a string put with buf_put_str() (NULL stays NULL) of at most
  * MAX bytes.  Embedded NUL bytes are -EBADMSG.  -ENOMEM on allocation failure. */
 int buf_get_str(struct buf *b, size_t max, char **ret);
+/* The same string without a copy: *RET points into B at its *RET_LEN bytes (no NUL after
+ * them), or is NULL (with length 0) for a NULL string.  Valid while B is.  Same errors but
+ * -ENOMEM. */
+int buf_get_str_ref(struct buf *b, size_t max, const char **ret, size_t *ret_len);
