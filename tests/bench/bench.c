@@ -11,7 +11,11 @@
  *   load SOCK PATH ka|new THREADS SECONDS [MAX_REQUESTS]
  *                                        THREADS callers, keep-alive or a new connection per
  *                                        request, for SECONDS (or until MAX_REQUESTS in all)
- *   storm SOCK PATH CALLERS              CALLERS connected callers released at once
+ *   storm SOCK PATH CALLERS [UID_BASE N_UIDS]
+ *                                        CALLERS connected callers released at once; with
+ *                                        UID_BASE, caller i connects as effective uid
+ *                                        UID_BASE + i % N_UIDS (the agent lets one uid hold
+ *                                        at most half its connections)
  *   hol SOCK SLOW_PREFIX N_SLOW WAIT_MS PATH THREADS SECONDS
  *                                        N_SLOW requests for SLOW_PREFIX1..N (cold keys whose
  *                                        IdP answers slowly), then after WAIT_MS a keep-alive
@@ -29,6 +33,7 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -448,6 +453,7 @@ struct storm_ctx {
 
 struct storm_thread {
         struct storm_ctx *ctx;
+        long uid;               /* effective uid to connect as, -1: ours */
         int status;             /* HTTP status, or a negative errno */
         uint64_t sent_ns, done_ns;
 };
@@ -462,7 +468,12 @@ static void *storm_main(void *arg) {
         if (!c)
                 exit(2);
         c->len = 0;
-        c->fd = unix_connect(x->sock);
+        /* This thread only (the raw syscall, not glibc's process-wide wrapper): the kernel
+         * records the connecting thread's effective uid as the peer's. */
+        if (t->uid >= 0 && syscall(SYS_setresuid, -1, (uid_t) t->uid, -1) < 0)
+                c->fd = -errno;
+        else
+                c->fd = unix_connect(x->sock);
         pthread_barrier_wait(&x->ready);
         t->sent_ns = now_ns();
         if (c->fd < 0)
@@ -478,6 +489,7 @@ static void *storm_main(void *arg) {
 }
 
 static int cmd_storm(int argc, char **argv) {
+        unsigned long uid_base = 0, n_uids = 0;
         struct storm_ctx x = {};
         struct storm_thread *ts;
         pthread_t *tids;
@@ -490,6 +502,12 @@ static int cmd_storm(int argc, char **argv) {
         n = (unsigned) strtoul(argv[3], NULL, 10);
         if (n == 0 || n > BENCH_MAX_THREADS)
                 return -EINVAL;
+        if (argc >= 6) {
+                uid_base = strtoul(argv[4], NULL, 10);
+                n_uids = strtoul(argv[5], NULL, 10);
+                if (n_uids == 0)
+                        return -EINVAL;
+        }
         req = make_request(argv[2], &x.req_len);
         ts = calloc(n, sizeof *ts);
         tids = calloc(n, sizeof *tids);
@@ -500,6 +518,7 @@ static int cmd_storm(int argc, char **argv) {
         pthread_barrier_init(&x.ready, NULL, n + 1);
         for (unsigned i = 0; i < n; i++) {
                 ts[i].ctx = &x;
+                ts[i].uid = n_uids ? (long) (uid_base + i % n_uids) : -1;
                 tids[i] = start_thread(storm_main, &ts[i]);
         }
         pthread_barrier_wait(&x.ready);
@@ -851,7 +870,7 @@ static void usage(void) {
         fputs("usage: credagent-bench echo-server SOCK RESP_BYTES\n"
               "       credagent-bench get SOCK PATH\n"
               "       credagent-bench load SOCK PATH ka|new THREADS SECONDS [MAX_REQUESTS]\n"
-              "       credagent-bench storm SOCK PATH CALLERS\n"
+              "       credagent-bench storm SOCK PATH CALLERS [UID_BASE N_UIDS]\n"
               "       credagent-bench hol SOCK SLOW_PREFIX N_SLOW WAIT_MS PATH THREADS SECONDS\n"
               "       credagent-bench spawn N CMD [ARG...]\n"
               "       credagent-bench populate SOCK UID_BASE N_UIDS PARALLEL GID PATH...\n",

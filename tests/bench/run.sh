@@ -30,7 +30,8 @@ if [ ! -d "$build" ]; then
 else
         meson setup --reconfigure "$build" "$top" --buildtype=release -Dtests=true >/dev/null
 fi
-ninja -C "$build" agent/credagent agent/credctl agent/credctl-admin tests/bench/credagent-bench >/dev/null
+ninja -C "$build" agent/credagent agent/credagent-front agent/credagent-net agent/credagent-hsm agent/credagent-config \
+        agent/credctl agent/credctl-admin tests/bench/credagent-bench tests/bench/credagent-floor >/dev/null
 credagent=$build/agent/credagent
 credctl=$build/agent/credctl
 bench=$build/tests/bench/credagent-bench
@@ -169,6 +170,22 @@ mem_of() {
 }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# memfd_of PIDS: KiB of the distinct memfds the processes hold (the supervisor keeps the encoded
+# configuration in one: shared memory, which RSS does not count unless mapped)
+memfd_of() {
+        local p f seen="" kib=0 id sz
+        for p in $1; do
+                for f in /proc/"$p"/fd/*; do
+                        case $(readlink "$f" 2>/dev/null) in "/memfd:"*) ;; *) continue ;; esac
+                        id=$(stat -L -c %i "$f" 2>/dev/null) || continue
+                        case " $seen " in *" $id "*) continue ;; esac
+                        seen+=" $id"
+                        sz=$(stat -L -c %s "$f" 2>/dev/null || echo 0)
+                        kib=$((kib + (sz + 1023) / 1024))
+                done
+        done
+        echo "$kib"
+}
 mem_each() { # PIDS: "supervisor=R front=R net=R hsm=R" (RSS, KiB)
         local p out="" i=0 names=(supervisor front net hsm)
         for p in $1; do
@@ -181,13 +198,16 @@ kv() { # KEY LINE: the value of KEY=... in LINE
         sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< " $2"
 }
 
+# Callers of other uids (the cold storm, the memory rows) use uids from here on.
+uid_base=200000
+
 # The main configuration: Cached (keep-alive, new connections, the CLI, the soak), Storm (the
 # cold storm), Slow1..100 (head-of-line: the IdP's slow fault endpoint, 3 s).
 main_conf=$work/main.conf
 {
-        agent_section "$work/main/agent.sock"
+        agent_section "$work/main/agent.sock" root # group root: the cold storm's callers of other uids
         credential Cached "$token_url"; principal Cached Root 1 root
-        credential Storm "$token_url"; principal Storm Root 1 root
+        credential Storm "$token_url"; principal Storm Any 1 '*'
         for i in $(seq 100); do
                 credential "Slow$i" "$idp_base/fault/slow/token?ms=3000"; principal "Slow$i" Root 1 root
         done
@@ -262,7 +282,8 @@ fi
 # ---------------------------------------------------------------- 5: cold storm
 say "Cold storm: 1,000 callers for one cold key"
 before=$(idp_stat token_requests)
-s=$("$bench" storm "$sock" /v1/token/Storm 1000)
+# Four uids of 250 callers each: one uid may hold at most half of the front's 1,024 connections.
+s=$("$bench" storm "$sock" /v1/token/Storm 1000 "$uid_base" 4)
 after=$(idp_stat token_requests)
 sleep 0.2
 idp_ms=$(grep 'path="/token"' "$work/idp.log" | tail -1 | sed -n 's/.* ms=\([0-9]*\).*/\1/p')
@@ -302,7 +323,6 @@ forget_pid "$echo_pid"
 # keys = principals (scopes are per credential): C credentials × P principals, principal j
 # matching only uid BASE+j, so each of P callers (forked children that setresuid()) fills
 # one key per credential.  Every principal uses the IdP's real token endpoint.
-uid_base=200000
 scale_row() { # KEYS CREDS PRINCIPALS
         # One file per credential in conf.d/ (the loader caps a file at 1 MiB).
         local keys=$1 nc=$2 np=$3 dir=$work/scale$1.d c j
@@ -324,10 +344,12 @@ scale_row() { # KEYS CREDS PRINCIPALS
         local e1 each
         e1=$(mem_of "$(agent_pids "scale$keys")")
         each=$(mem_each "$(agent_pids "scale$keys")")
+        local mfd
+        mfd=$(memfd_of "$(agent_pids "scale$keys")")
         read -r r0 p0 u0 f0 <<< "$e0"
         read -r r1 p1 u1 f1 <<< "$e1"
         row "memory, $keys cached keys" \
-            "RSS $(mib "$r1") MiB, PSS $(mib "$p1") MiB, USS $(mib "$u1") MiB (RSS KiB: ${each% })" \
+            "RSS $(mib "$r1") MiB, PSS $(mib "$p1") MiB, USS $(mib "$u1") MiB (RSS KiB: ${each% }); and the configuration's memfd, $(mib "$mfd") MiB, not in RSS" \
             "same agent before any key: RSS $(mib "$r0") MiB, PSS $(mib "$p0") MiB, USS $(mib "$u0") MiB" \
             "$(kv requests "$p") fetches, $(kv failed_requests "$p") failed, $(kv secs "$p") s"
         stop_agent
@@ -337,6 +359,19 @@ if [ -z "${BENCH_SKIP_SCALE:-}" ]; then
         scale_row 1000 1 1000
         scale_row 10000 4 2500
 fi
+
+# ---------------------------------------------------------------- the floor of those processes
+# What a bare process of each kind takes once it has loaded and initialised the libraries that
+# process must use (tests/bench/floor.c): the least the agent's processes could be.
+floor=$build/tests/bench/credagent-floor
+fl_libc=$(kv rss_kib "$("$floor" libc)")
+fl_front=$(kv rss_kib "$("$floor" front)")
+fl_net=$(kv rss_kib "$(GNUTLS_NO_IMPLICIT_INIT=1 "$floor" net)")
+fl_hsm=$(kv rss_kib "$("$floor" hsm "$module")")
+row "memory floor: bare processes with the same libraries" \
+    "RSS $(mib $((fl_libc + fl_front + fl_net + fl_hsm))) MiB (KiB: libc-only=$fl_libc front-libs=$fl_front net-libs=$fl_net hsm-module=$fl_hsm)" \
+    "libmicrohttpd+json-c; libcurl+OpenSSL initialised with a TLS context; SoftHSM2 initialised with a session" \
+    "the least four such processes take, before any configuration or key"
 
 # ---------------------------------------------------------------- the table
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
