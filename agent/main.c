@@ -26,11 +26,9 @@
 
 #include "agent/config.h"
 #include "agent/config-wire.h"
-#include "agent/frontproc.h"
 #include "agent/procutil.h"
 #include "agent/tokcache.h"
 #include "build-config.h"
-#include "hsm/hsm.h"
 #include "ipc/client.h"
 #include "ipc/listen.h"
 #include "ipc/msg.h"
