@@ -6,7 +6,8 @@
  *
  *   credagent-config [--debug] --start PATH    errors to stderr as "FILE:LINE: …" lines and a
  *                                              last line naming PATH; the config on fd 3
- *   credagent-config [--debug] --reload PATH   errors as log lines; the config on fd 3
+ *   credagent-config [--debug] --reload PATH   errors as log lines, the token opened as for
+ *                                              --check; the config on fd 3
  *   credagent-config [--debug] --check PATH    also opens the token (short of logging in);
  *                                              prints one line; nothing is sent
  *
@@ -45,7 +46,11 @@ static void print_errors(const char *path, int r, char *errors, bool as_log) {
                 log_error_errno(r, "  %s: %m", path);
 }
 
-static int check_token(const char *path, const struct config *cfg) {
+/* Opens the token as the hsm process will at start, short of logging in: the module (in an
+ * allowed directory), the token, the PIN source (owner, mode).  With AS_LOG (a reload) a
+ * failure is logged as an invalid configuration and success says nothing; otherwise both
+ * are printed.  Returns the exit status. */
+static int check_token(const char *path, const struct config *cfg, bool as_log) {
         _cleanup_free_ char *hsm_err = NULL;
         struct hsm_params hp;
         struct hsm *h = NULL;
@@ -54,16 +59,22 @@ static int check_token(const char *path, const struct config *cfg) {
 
         for (size_t i = 0; i < cfg->n_credentials; i++)
                 n_principals += cfg->credentials[i]->n_principals;
-        /* What the hsm process will do at start, short of logging in: the module (in an
-         * allowed directory), the token, the PIN source (owner, mode). */
         config_hsm_params(cfg, &hp);
         r = hsm_open(&hp, &h, &hsm_err);
+        if (r < 0 && as_log) {
+                log_error("The new configuration is invalid; keeping the running one:");
+                log_error("  %s: [agent] module, token or pin_source: the PKCS#11 token cannot be used: %s", path,
+                          hsm_err ? hsm_err : strerror(-r));
+                return 1;
+        }
         if (r < 0) {
-                fprintf(stderr, "credagent: %s: the PKCS#11 token cannot be used: %s\n", path,
-                        hsm_err ? hsm_err : strerror(-r));
+                fprintf(stderr, "credagent: %s: [agent] module, token or pin_source: the PKCS#11 token cannot be used: %s\n",
+                        path, hsm_err ? hsm_err : strerror(-r));
                 return 1;
         }
         hsm_close(h);
+        if (as_log)
+                return 0;
         printf("%s: configuration OK (%zu credential%s, %zu principal%s; token found, PIN source usable)\n", path,
                cfg->n_credentials, cfg->n_credentials == 1 ? "" : "s", n_principals, n_principals == 1 ? "" : "s");
         return 0;
@@ -99,7 +110,11 @@ int main(int argc, char **argv) {
                 return 1;
         }
         if (strcmp(mode, "check") == 0)
-                return check_token(path, cfg);
+                return check_token(path, cfg, false);
+        /* A reload is refused, as at start, when the token cannot be used with the new [agent]
+         * (else the hsm process would fail over and over once restarted with it). */
+        if (strcmp(mode, "reload") == 0 && check_token(path, cfg, true) != 0)
+                return 1;
 
         r = config_send(CHANNEL_FD, cfg, 0);
         if (r < 0) {

@@ -9,6 +9,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <pwd.h>
+#include <search.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +73,7 @@ static char *quote(const char *s, char *buf) {
 
 /* ---- Phase 1: files → sections of (key, value, line) ----------------------------- */
 
-struct entry {
+struct ini_entry {
         char *key;
         char *value;    /* continuation lines appended, joined by one space */
         unsigned line;
@@ -90,7 +91,7 @@ struct section {
         char *header;           /* the text between "[" and "]", as written */
         size_t file;            /* index into loader.files */
         unsigned line;
-        struct entry *entries;
+        struct ini_entry *entries;
         size_t n_entries;
         /* filled in by phase 2 */
         enum section_kind kind;
@@ -112,7 +113,7 @@ struct pending_principal {
         bool sequence_ok;       /* sequence known: attach it (checking uniqueness) */
         /* Keys whose presence depends on the credential's client_auth, checked when the
          * principal is linked to it (NULL: absent). */
-        const struct entry *client_secret, *client_key, *key_id, *assertion_alg;
+        const struct ini_entry *client_secret, *client_key, *key_id, *assertion_alg;
         bool auth_missing_reported; /* neither client_secret nor client_key, already said */
 };
 
@@ -129,10 +130,13 @@ struct loader {
         struct pending_principal *principals;
         size_t n_principals;
         const struct section *agent;
+        void *seen;             /* tsearch() index of the sections read so far, by kind and name:
+                                   finding a duplicate is O(log n), not a scan (28,000
+                                   principals took 3 s, 140,000 two and a half minutes) */
         /* The first scope formula that needs the user (group) name table: where a problem
          * reading the database is reported. */
         const struct section *users_section, *groups_section;
-        const struct entry *users_entry, *groups_entry;
+        const struct ini_entry *users_entry, *groups_entry;
 };
 
 _printf_(4, 5)
@@ -351,12 +355,12 @@ static char *reader_read(char *str, int num, void *stream) {
 static int reader_handler(void *user, const char *section, const char *name, const char *value) {
         struct reader *r = user;
         struct loader *l = r->l;
-        struct entry *a;
+        struct ini_entry *a;
 
         r->handled = true;
 
         if (r->kind == LINE_CONTINUATION) {
-                struct entry *e;
+                struct ini_entry *e;
                 char *joined;
 
                 if (!r->append_ok || !r->section || r->section->n_entries == 0)
@@ -398,7 +402,7 @@ static int reader_handler(void *user, const char *section, const char *name, con
         }
         r->section->entries = a;
         a = &r->section->entries[r->section->n_entries];
-        *a = (struct entry) { .key = strdup(name), .value = strdup(value), .line = r->line };
+        *a = (struct ini_entry) { .key = strdup(name), .value = strdup(value), .line = r->line };
         if (!a->key || !a->value) {
                 free(a->key);
                 free_wiped(a->value);
@@ -427,7 +431,7 @@ static int read_file(const char *path, char **ret, size_t *ret_size) {
         size_t size = 0;
         char *buf;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
         if (fstat(fd, &st) < 0)
@@ -629,7 +633,7 @@ static bool is_digits(const char *s) {
         return true;
 }
 
-static bool has_value(const struct entry *e) {
+static bool has_value(const struct ini_entry *e) {
         return e && e->value[0] != '\0';
 }
 
@@ -705,7 +709,7 @@ static int lookup_id(bool user, const char *name, uint32_t *ret) {
 
 /* Resolves one users=/groups= item: a number, or a name looked up with getpwnam_r() or
  * getgrnam_r().  Reports its own errors; returns false on one. */
-static bool resolve_id(struct loader *l, const struct section *s, const struct entry *e, bool user,
+static bool resolve_id(struct loader *l, const struct section *s, const struct ini_entry *e, bool user,
                        const char *item, uint32_t *ret) {
         const char *what = user ? "user" : "group";
         uint64_t v;
@@ -739,7 +743,7 @@ static bool resolve_id(struct loader *l, const struct section *s, const struct e
 
 /* Parses a users= or groups= list into a new array of unique ids.  *RET_ANY is set for
  * "users = *".  Returns false after reporting an error. */
-static bool parse_id_list(struct loader *l, const struct section *s, const struct entry *e, bool user,
+static bool parse_id_list(struct loader *l, const struct section *s, const struct ini_entry *e, bool user,
                           uint32_t **ret, size_t *ret_n, bool *ret_any) {
         char **items = split(e->value, " \t,");
         _cleanup_free_ uint32_t *ids = NULL;
@@ -812,7 +816,7 @@ static bool parse_bool(const char *v, bool *ret) {
         return false;
 }
 
-static bool parse_seconds(struct loader *l, const struct section *s, const struct entry *e,
+static bool parse_seconds(struct loader *l, const struct section *s, const struct ini_entry *e,
                           uint32_t min, uint32_t max, uint32_t *ret) {
         uint64_t v;
 
@@ -832,9 +836,9 @@ static bool parse_seconds(struct loader *l, const struct section *s, const struc
 /* Looks up each entry's key in KEYS (NULL-terminated), storing the entry in SEEN at the
  * key's index.  Unknown and repeated keys are errors, as are empty values. */
 static void section_collect(struct loader *l, const struct section *s, const char *const *keys,
-                            const struct entry **seen) {
+                            const struct ini_entry **seen) {
         for (size_t i = 0; i < s->n_entries; i++) {
-                const struct entry *e = &s->entries[i];
+                const struct ini_entry *e = &s->entries[i];
                 size_t k;
 
                 for (k = 0; keys[k]; k++)
@@ -854,7 +858,7 @@ static void section_collect(struct loader *l, const struct section *s, const cha
         }
 }
 
-static bool check_absolute_path(struct loader *l, const struct section *s, const struct entry *e, const char *path) {
+static bool check_absolute_path(struct loader *l, const struct section *s, const struct ini_entry *e, const char *path) {
         if (path[0] != '/') {
                 key_error(l, s, e, "\"%s\" is not an absolute path", Q(path));
                 return false;
@@ -904,7 +908,7 @@ static bool uri_may_show_pin(const char *s) {
 }
 
 /* [agent] token.  Sets *RET_MODULE_PATH when the URI names the module. */
-static bool check_token_uri(struct loader *l, const struct section *s, const struct entry *e, bool *ret_module_path) {
+static bool check_token_uri(struct loader *l, const struct section *s, const struct ini_entry *e, bool *ret_module_path) {
         _cleanup_(uri_freep) P11KitUri *u = NULL;
         const char *v = e->value, *name;
         bool show = !uri_may_show_pin(v);
@@ -975,7 +979,7 @@ static bool check_token_uri(struct loader *l, const struct section *s, const str
 
 /* [principal] client_secret (KLASS CKO_DATA) or client_key (CKO_PRIVATE_KEY).  The value
  * is never quoted: it may be the secret itself, or a key pasted where its URI belongs. */
-static bool check_object_uri(struct loader *l, const struct section *s, const struct entry *e, CK_OBJECT_CLASS want) {
+static bool check_object_uri(struct loader *l, const struct section *s, const struct ini_entry *e, CK_OBJECT_CLASS want) {
         _cleanup_(uri_freep) P11KitUri *u = NULL;
         const char *v = e->value, *name;
         CK_ATTRIBUTE *a;
@@ -1093,7 +1097,7 @@ static void curl_freep(char **p) {
 
 /* [credential] token_url, checked when the section is complete because
  * allow_insecure_loopback may follow it. */
-static bool check_token_url(struct loader *l, const struct section *s, const struct entry *e, bool allow_insecure) {
+static bool check_token_url(struct loader *l, const struct section *s, const struct ini_entry *e, bool allow_insecure) {
         _cleanup_(curl_freep) char *scheme = NULL, *host = NULL, *user = NULL, *password = NULL, *options = NULL,
                                    *fragment = NULL;
         const char *v = e->value;
@@ -1225,9 +1229,9 @@ static bool strdup_to(struct loader *l, char **dst, const char *src) {
 }
 
 static void validate_agent(struct loader *l, const struct section *s) {
-        const struct entry *seen[_AGENT_MAX] = {};
+        const struct ini_entry *seen[_AGENT_MAX] = {};
         struct config *c = l->config;
-        const struct entry *e;
+        const struct ini_entry *e;
         bool token_ok = false, module_path = false;
 
         section_collect(l, s, agent_keys, seen);
@@ -1370,7 +1374,7 @@ static const char *const credential_keys[_CRED_MAX + 1] = {
         [CRED_TOKEN_PARAMS] = "token_params",
 };
 
-static void parse_refresh_status(struct loader *l, const struct section *s, const struct entry *e,
+static void parse_refresh_status(struct loader *l, const struct section *s, const struct ini_entry *e,
                                  struct config_credential *cred) {
         char **items = split(e->value, " \t,");
         _cleanup_free_ int *v = NULL;
@@ -1418,7 +1422,7 @@ static void parse_refresh_status(struct loader *l, const struct section *s, cons
 
 /* [credential] refresh_at = 80% (the "%" may be left out): a whole percent from
  * CONFIG_REFRESH_AT_MIN to CONFIG_REFRESH_AT_MAX. */
-static void parse_refresh_at(struct loader *l, const struct section *s, const struct entry *e,
+static void parse_refresh_at(struct loader *l, const struct section *s, const struct ini_entry *e,
                              struct config_credential *cred) {
         char digits[8];
         size_t n = strlen(e->value);
@@ -1446,7 +1450,7 @@ static void parse_refresh_at(struct loader *l, const struct section *s, const st
 
 /* [credential] scope = {!…}: compiled now, so that a formula with an error never loads; the
  * source text is kept in cred->scope. */
-static void parse_scope_formula(struct loader *l, const struct section *s, const struct entry *e,
+static void parse_scope_formula(struct loader *l, const struct section *s, const struct ini_entry *e,
                                 struct config_credential *cred) {
         struct formula *f = NULL;
         const char *message = NULL;
@@ -1500,7 +1504,7 @@ static bool has_uri_scheme(const char *v) {
 /* [credential] resource: RFC 8707 §2 resource indicators, each an absolute URI (RFC 3986
  * §4.3) without a fragment; http and https ones must parse as URLs (libcurl) with a host.
  * Stored joined by single spaces. */
-static void parse_resource(struct loader *l, const struct section *s, const struct entry *e,
+static void parse_resource(struct loader *l, const struct section *s, const struct ini_entry *e,
                            struct config_credential *cred) {
         char **items = split(e->value, " \t");
         _cleanup_free_ char *joined = NULL;
@@ -1575,7 +1579,7 @@ static void parse_resource(struct loader *l, const struct section *s, const stru
 }
 
 /* [credential] token_params: static pairs (oauth_token_params_parse()), stored normalised. */
-static void parse_token_params(struct loader *l, const struct section *s, const struct entry *e,
+static void parse_token_params(struct loader *l, const struct section *s, const struct ini_entry *e,
                                struct config_credential *cred) {
         char why[384] = "", *normal = NULL;
         int r;
@@ -1599,8 +1603,8 @@ static void parse_token_params(struct loader *l, const struct section *s, const 
 }
 
 static void validate_credential(struct loader *l, const struct section *s, struct config_credential *cred) {
-        const struct entry *seen[_CRED_MAX] = {};
-        const struct entry *e;
+        const struct ini_entry *seen[_CRED_MAX] = {};
+        const struct ini_entry *e;
         bool ttl_ok, timeout_ok, auth_bad = false;
 
         section_collect(l, s, credential_keys, seen);
@@ -1783,8 +1787,8 @@ static bool key_id_is_valid(const char *v) {
  * their entries go to PP, for check_principal_auth(). */
 static bool validate_principal(struct loader *l, const struct section *s, struct config_principal *p,
                                struct pending_principal *pp, bool names_ok, const struct config_credential *known) {
-        const struct entry *seen[_PRINCIPAL_MAX] = {};
-        const struct entry *e;
+        const struct ini_entry *seen[_PRINCIPAL_MAX] = {};
+        const struct ini_entry *e;
         bool sequence_ok = false;
 
         section_collect(l, s, principal_keys, seen);
@@ -1931,14 +1935,17 @@ static bool section_classify(struct loader *l, struct section *s) {
         return true;
 }
 
-static const struct section *find_section(struct loader *l, const struct section *s) {
-        for (size_t i = 0; i < l->n_sections && l->sections[i] != s; i++) {
-                const struct section *o = l->sections[i];
+/* Orders sections by kind and name, for the index of loader.seen. */
+static int section_compare(const void *a, const void *b) {
+        const struct section *x = a, *y = b;
 
-                if (o->kind == s->kind && o->label && strcmp_null(o->name, s->name) == 0)
-                        return o;
-        }
-        return NULL;
+        if (x->kind != y->kind)
+                return x->kind < y->kind ? -1 : 1;
+        return strcmp_null(x->name, y->name);
+}
+
+static void free_nothing(void *p) {
+        (void) p;
 }
 
 static int push_credential(struct loader *l, struct config_credential *cred) {
@@ -2037,6 +2044,16 @@ static void load_section(struct loader *l, struct section *s) {
 
         if (!section_classify(l, s))
                 return;
+        /* The first section of this kind and name; S itself when it is the first. */
+        {
+                const struct section **slot = tsearch(s, &l->seen, section_compare);
+
+                if (!slot) {
+                        l->oom = true;
+                        return;
+                }
+                first = *slot == s ? NULL : *slot;
+        }
 
         if (agent_only && s->kind != SECTION_AGENT)
                 return;
@@ -2056,7 +2073,6 @@ static void load_section(struct loader *l, struct section *s) {
                 return;
         }
 
-        first = find_section(l, s);
         if (first) {
                 section_error(l, s, "duplicate section; it is already defined at %s:%u", l->files[first->file],
                               first->line);
@@ -2375,7 +2391,7 @@ static int names_add_id(bool users, struct name_builder *b, size_t *bytes, uint3
 static int build_name_table(struct loader *l, bool users, size_t *bytes) {
         _cleanup_(name_builder_done) struct name_builder b = {};
         const struct section *s = users ? l->users_section : l->groups_section;
-        const struct entry *e = users ? l->users_entry : l->groups_entry;
+        const struct ini_entry *e = users ? l->users_entry : l->groups_entry;
         struct config *c = l->config;
         int r;
 
@@ -2461,6 +2477,7 @@ static int loader_format_errors(struct loader *l, char **ret) {
 }
 
 static void loader_done(struct loader *l) {
+        tdestroy(l->seen, free_nothing);
         for (size_t i = 0; i < l->n_files; i++)
                 free(l->files[i]);
         free(l->files);

@@ -1041,7 +1041,8 @@ static int apply_config(struct frontproc *f, const struct msg_frame *fr, char *w
         pthread_mutex_unlock(&f->lock);
         old->next = f->retired;
         f->retired = old;
-        log_info("Configuration reloaded: %zu credentials, %zu cached keys kept", new_cfg->n_credentials, kept);
+        log_info("Configuration reloaded: %zu credential%s, %zu cached key%s kept", new_cfg->n_credentials,
+                 new_cfg->n_credentials == 1 ? "" : "s", kept, kept == 1 ? "" : "s");
         reap_retired(f);
         return 0;
 }

@@ -314,6 +314,7 @@ static void forward_logs(int log_fd) {
 static const char *const child_program[4] = { "credagent-front", "credagent-net", "credagent-hsm", "credagent-config" };
 static int child_exe[4] = { -1, -1, -1, -1 };
 #define CONFIG_PROGRAM 3 /* credagent-config's index */
+#define LOADER_TIMEOUT_MS 60000
 
 /* Opens each child program: beside this executable when it is there (a build tree), else in
  * CREDAGENT_LIBEXECDIR.  Returns 0, or -ENOENT (-EACCES, …) after printing which program is
@@ -424,14 +425,28 @@ static int run_loader(const char *mode, const char *path, int log_fd, struct loa
         }
         close(sv[1]);
 
-        /* One MSG_CONFIG, or end of stream when it stops without one. */
-        for (;;) {
+        /* One MSG_CONFIG, or end of stream when it stops without one.  A load that hangs (a
+         * file on a dead NFS mount, NSS) is given up after LOADER_TIMEOUT_MS: meanwhile the
+         * supervisor restarts no child. */
+        for (uint64_t deadline = now_boottime_ms() + LOADER_TIMEOUT_MS;;) {
                 struct pollfd p[2] = { { .fd = sv[0], .events = POLLIN }, { .fd = log_fd, .events = POLLIN } };
+                uint64_t now = now_boottime_ms();
+                int n;
 
-                if (poll(p, 2, -1) < 0 && errno != EINTR) {
+                if (now >= deadline) {
+                        (void) kill(pid, SIGKILL);
+                        log_error("%s did not finish loading %s within %d s; stopped it", child_program[CONFIG_PROGRAM],
+                                  path, LOADER_TIMEOUT_MS / 1000);
+                        r = -ETIMEDOUT;
+                        break;
+                }
+                n = poll(p, 2, (int) (deadline - now));
+                if (n < 0 && errno != EINTR) {
                         r = -errno;
                         break;
                 }
+                if (n <= 0)
+                        continue;
                 if (p[1].revents)
                         forward_logs(log_fd);
                 if (p[0].revents) {
@@ -462,10 +477,12 @@ static int run_loader(const char *mode, const char *path, int log_fd, struct loa
                 r = -EPROTO;
         if (fr.fd >= 0)
                 close(fr.fd);
-        if (r < 0)
-                log_error_errno(r, "%s did not deliver the configuration (%s %d): %m", child_program[CONFIG_PROGRAM],
-                                WIFEXITED(status) ? "exit status" : "signal",
-                                WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        if (r == -EPROTO)
+                log_error("%s did not deliver the configuration (%s %d)", child_program[CONFIG_PROGRAM],
+                          WIFEXITED(status) ? "exit status" : "signal",
+                          WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        else if (r < 0 && r != -ETIMEDOUT)
+                log_error_errno(r, "%s did not deliver the configuration: %m", child_program[CONFIG_PROGRAM]);
         if (r != 0) {
                 loaded_done(&l);
                 return r;
@@ -849,8 +866,8 @@ static int supervise(struct loaded *cfg, const char *config_path, const char *so
 
                 if (!s.ready && s.children[0].hello && s.children[1].hello && s.children[2].hello) {
                         s.ready = true;
-                        log_info("credagent %s ready on %s (%zu credentials)", CREDAGENT_VERSION, socket_path,
-                                 s.n_credentials);
+                        log_info("credagent %s ready on %s (%zu credential%s)", CREDAGENT_VERSION, socket_path,
+                                 s.n_credentials, s.n_credentials == 1 ? "" : "s");
                         report(ready_fd, "OK");
                         ready_fd = -1;
                         (void) notify_send("READY=1");
@@ -968,7 +985,7 @@ static void print_env(const char *socket_path, pid_t pid) {
 
 int main(int argc, char **argv) {
         struct options o = {};
-        _cleanup_free_ char *default_config = NULL, *absolute_config = NULL, *err = NULL;
+        _cleanup_free_ char *default_config = NULL, *absolute_config = NULL, *err = NULL, *socket_copy = NULL;
         _cleanup_(loaded_done) struct loaded cfg = { .fd = -1 };
         const char *socket_path;
         int r, listen_fd = -1, status;
@@ -977,6 +994,15 @@ int main(int argc, char **argv) {
         bool activated;
 
         log_set_ident("credagent");
+        /* A SIGHUP before the supervisor listens for signals asks for a reload early: it waits
+         * (blocked) until then instead of ending the agent. */
+        {
+                sigset_t hup;
+
+                sigemptyset(&hup);
+                sigaddset(&hup, SIGHUP);
+                sigprocmask(SIG_BLOCK, &hup, NULL);
+        }
         if (parse_args(argc, argv, &o) < 0)
                 return 2;
         if (o.debug)
@@ -993,9 +1019,13 @@ int main(int argc, char **argv) {
         /* Absolute: the agent changes to / when it goes to the background, and SIGHUP reads the
          * file again. */
         if (o.config_path[0] != '/') {
-                absolute_config = realpath(o.config_path, NULL);
-                if (absolute_config)
+                /* The working directory prefixed, symlinks left as they are: conf.d/ is looked
+                 * for beside the path given, and a SIGHUP follows a switched symlink. */
+                _cleanup_free_ char *cwd = getcwd(NULL, 0);
+                if (cwd && asprintf(&absolute_config, "%s/%s", cwd, o.config_path) >= 0)
                         o.config_path = absolute_config;
+                else
+                        absolute_config = NULL;
         }
         r = open_child_programs();
         if (r < 0)
@@ -1032,7 +1062,10 @@ int main(int argc, char **argv) {
                 socket_path = activated_path;
                 st_sock = (struct stat) {};
         } else {
-                socket_path = o.socket_path ? o.socket_path : cfg.agent->socket;
+                /* A copy: reloads replace cfg.agent. */
+                socket_path = socket_copy = strdup(o.socket_path ? o.socket_path : cfg.agent->socket);
+                if (!socket_copy)
+                        return 1;
                 r = make_listen_socket(socket_path, cfg.agent->socket_group != NULL, cfg.agent->socket_gid, &listen_fd,
                                        &err);
                 if (r < 0) {

@@ -317,6 +317,13 @@ static void *fetch_thread(void *arg) {
         }
         if (d.error != API_OK)
                 d.description = res.description;
+        if (d.error == API_IDP_TIMEOUT && n->abort) {
+                /* Aborted because this process is stopping (a reload that changed [agent], a
+                 * shutdown): the agent's doing, not the IdP's, so no backoff (as when net is
+                 * killed: the front answers server_busy). */
+                d.error = API_SERVER_BUSY;
+                d.description = (char *) "the network process is restarting, retry";
+        }
 
         if (d.error == API_OK)
                 log_debug("fetch %llu outcome=ok http=%ld expires_in=%u fp=%s ms=%llu", (unsigned long long) f->fetch_id,

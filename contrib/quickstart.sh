@@ -129,5 +129,5 @@ SoftHSM2 token ($work/tokens).  Try:
   $build/agent/credctl whoami
   $build/agent/credctl token Demo --format json
   curl -s --unix-socket \$CREDAGENT_SOCK http://localhost/v1/token/Demo
-Stop the agent and the IdP with: $0 stop
+Stop the agent and the IdP with: ${CREDAGENT_QUICKSTART_DIR:+CREDAGENT_QUICKSTART_DIR=$work }$0 stop
 MSG

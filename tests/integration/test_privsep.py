@@ -453,7 +453,7 @@ def test_sighup_keeps_the_token_for_a_request_routed_before_it(agents, ps, idp):
         time.sleep(0.3)  # the front has read the head
         rewrite_config(a, [keep, ps.cred("PsA.Main", name="Other", label="after")])
         os.kill(a.pid, signal.SIGHUP)
-        assert a.wait_log(r"Configuration reloaded: 2 credentials, 1 cached keys kept"), a.log()[-2000:]
+        assert a.wait_log(r"Configuration reloaded: 2 credentials, 1 cached key kept"), a.log()[-2000:]
     finally:
         r = held.finish()
     if isinstance(r.json, dict) and isinstance(r.json.get("access_token"), str):

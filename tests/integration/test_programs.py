@@ -218,7 +218,7 @@ def test_large_config_starts_and_reloads(agents, catalogue, idp):
     pids = current_pids(a)
     started = time.monotonic()
     os.kill(a.pid, signal.SIGHUP)
-    lines = a.wait_log(r"Configuration reloaded: %d credentials, 1 cached keys kept" % (N_CREDS + 1), timeout=60)
+    lines = a.wait_log(r"Configuration reloaded: %d credentials, 1 cached key kept" % (N_CREDS + 1), timeout=60)
     assert lines, "no 'Configuration reloaded' after SIGHUP; log tail:\n%s" % a.log()[-3000:]
     print("reloaded after %.1f s: %s" % (time.monotonic() - started, lines[0]))
     log = a.log()
@@ -392,6 +392,65 @@ def test_invalid_reload_in_a_dropin_is_logged_and_changes_nothing(agents, catalo
     # Fixed: the same file now loads.
     _write(dropin, text.replace("timeout = forever", "timeout = 10").replace("colour = blue\n", ""))
     os.kill(a.pid, signal.SIGHUP)
-    assert a.wait_log(r"Configuration reloaded: 2 credentials, 1 cached keys kept"), a.log()[-2000:]
+    assert a.wait_log(r"Configuration reloaded: 2 credentials, 1 cached key kept"), a.log()[-2000:]
     assert _token(a, "Basic") == tok
     assert _token(a, "Second") != tok
+
+
+# ---------------------------------------------------------------------------- 6. reload hardening
+
+
+def test_reload_refuses_what_start_refuses(agents, catalogue, idp):
+    """A reload is refused, the running configuration kept and no process restarted, when the
+    new [agent] names a PIN file that start-up and --check refuse (mode 0644: the hsm process
+    would fail over and over), and when conf.d holds a FIFO (it must not hang the supervisor).
+    After several valid reloads the supervisor still knows its socket: no bogus "socket
+    changed" warning, and the socket file is removed at the end."""
+    p = catalogue["Basic.Main"]
+    a = agents.start("reloadrefuse", [cred_of(p, idp.token_url)], idp.ca_file)
+    pids = wait_children(a)
+    tok = _token(a, "Basic")
+    main_text = open(a.config).read()
+
+    def reload_refused(why_rx):
+        n = len(a.wait_log(r"The new configuration is invalid", timeout=0, count=1))
+        os.kill(a.pid, signal.SIGHUP)
+        assert len(a.wait_log(r"The new configuration is invalid", timeout=20, count=n + 1)) > n, a.log()[-2000:]
+        assert a.wait_log(why_rx, timeout=5), "no error matching %r; log tail:\n%s" % (why_rx, a.log()[-2000:])
+        time.sleep(0.3)
+        assert a.running() and current_pids(a) == pids, "a process was restarted: %s" % a.log()[-2000:]
+        assert _token(a, "Basic") == tok
+
+    # A PIN file readable by others.
+    loose = os.path.join(os.path.dirname(a.config), "pin-0644")
+    agents.h.secret_stores.add(loose)  # a copy of the PIN: not an output to grep
+    with open(agents.h.pin_file) as f:
+        pin = f.read()
+    with open(loose, "w") as f:
+        f.write(pin)
+    os.chmod(loose, 0o644)
+    _write(a.config, main_text.replace(agents.h.pin_file, loose))
+    reload_refused(r"error: .*pin_source.*PKCS#11 token cannot be used: PIN file .*pin-0644.* mode 0644")
+    assert "Configuration reloaded" not in a.log()
+    os.unlink(loose)
+    _write(a.config, main_text)
+
+    # A FIFO in conf.d: refused at once, naming it.
+    fifo = os.path.join(os.path.dirname(a.config), "conf.d", "10-fifo.conf")
+    os.makedirs(os.path.dirname(fifo), exist_ok=True)
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    reload_refused(r"error: .*10-fifo\.conf.*not a regular file")
+    assert time.monotonic() - started < 15, "the FIFO held the reload for %.1f s" % (time.monotonic() - started)
+    os.unlink(fifo)
+
+    # Valid reloads: the supervisor's idea of its socket survives them.
+    for i in range(5):
+        n = len(a.wait_log(r"Configuration reloaded: ", timeout=0, count=1))
+        os.kill(a.pid, signal.SIGHUP)
+        assert len(a.wait_log(r"Configuration reloaded: ", timeout=20, count=n + 1)) > n, a.log()[-2000:]
+    assert _token(a, "Basic") == tok
+    assert "socket changed" not in a.log(), a.log()[-2000:]
+    assert os.path.exists(a.socket)
+    assert a.stop() == 0
+    assert not os.path.exists(a.socket), "the socket was left behind after reloads"
