@@ -1001,6 +1001,8 @@ static void reap_retired(struct frontproc *f) {
                         continue;
                 }
                 *pp = g->next;
+                log_info("Freed a replaced configuration (%zu credential%s)", g->cfg->n_credentials,
+                         g->cfg->n_credentials == 1 ? "" : "s");
                 config_free(g->cfg);
                 free(g);
                 freed = true;
