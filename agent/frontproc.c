@@ -31,6 +31,9 @@
 #include "policy/scope.h"
 #include "secmem.h"
 
+/* Open connections at once that make their end a burst worth a malloc_trim(). */
+#define FRONT_TRIM_AFTER_CONNECTIONS 64
+
 /* A fetch the front asked net for. */
 struct pending {
         uint64_t fetch_id;
@@ -68,6 +71,7 @@ struct frontproc {
         struct pending pending[FRONT_MAX_PENDING];
         size_t n_pending;
         unsigned open_connections;      /* all of them (event loop thread only) */
+        unsigned open_peak;             /* the most open at once since the last malloc_trim() */
         /* Open connections per caller uid (event loop thread only). */
         struct { uid_t uid; unsigned count; } conns_by_uid[FRONT_MAX_CONNECTIONS + 1];
         size_t n_conn_uids;
@@ -645,7 +649,8 @@ static void connection_notify(void *cls, struct MHD_Connection *conn, void **soc
                 struct conn_ctx *cc = calloc(1, sizeof *cc);
                 unsigned *n;
 
-                f->open_connections++;
+                if (++f->open_connections > f->open_peak)
+                        f->open_peak = f->open_connections;
                 if (!cc)
                         return; /* no context: every request on it is refused */
                 cc->peer_error = ci ? peer_from_fd(ci->connect_fd, &cc->peer) : -EBADF;
@@ -675,9 +680,12 @@ static void connection_notify(void *cls, struct MHD_Connection *conn, void **soc
                 *socket_context = NULL;
                 /* The last connection of a burst is gone: give back the heap pages its
                  * connections freed (glibc returns only the top of the heap by itself; 1,000
-                 * connections leave ~10 MiB).  A few µs when the heap is small. */
-                if (--f->open_connections == 0)
+                 * connections leave ~10 MiB).  Only after a burst: a caller that opens one
+                 * connection per request (a shell loop) must not pay a heap walk each time. */
+                if (--f->open_connections == 0 && f->open_peak >= FRONT_TRIM_AFTER_CONNECTIONS) {
                         (void) malloc_trim(0);
+                        f->open_peak = 0;
+                }
         }
 }
 
